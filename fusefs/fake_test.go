@@ -23,8 +23,13 @@ type fakeSpec struct {
 	Images     []fakeImageSpec   `json:"images"`
 	Files      map[string]string `json:"files"`
 	FramePages int               `json:"frame_pages"`
-	// FetchDelay is slept in every frame fetch, to widen races.
+	// FetchDelay is slept in every frame fetch, to widen races (fake only).
 	FetchDelay time.Duration `json:"fetch_delay"`
+	// Real: serve a real bundle written from the spec (writeSpecBundle)
+	// through chunkstore instead of the fake; BundlePath is where.
+	Real       bool   `json:"real"`
+	BundlePath string `json:"bundle_path"`
+	CacheBytes int64  `json:"cache_bytes"`
 }
 
 type fakeImageSpec struct {

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smolvm/smolvm/format"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,8 +35,9 @@ func smallSpec() fakeSpec {
 	}
 }
 
-func TestTreeAndSizes(t *testing.T) {
-	spec := smallSpec()
+func TestTreeAndSizes(t *testing.T) { backends(t, smallSpec(), testTreeAndSizes) }
+
+func testTreeAndSizes(t *testing.T, spec fakeSpec) {
 	s := serve(t, spec, nil)
 	var names []string
 	err := filepath.Walk(s.dir, func(p string, fi os.FileInfo, err error) error {
@@ -55,7 +58,16 @@ func TestTreeAndSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{".", ".stats", "config.json", "disk", "disk/data", "disk/root", "initrd", "kernel", "memory", "state"}
+	want := []string{".", StatsName, ConfigName, "disk"}
+	for _, is := range spec.Images {
+		want = append(want, is.Name)
+	}
+	for name := range spec.Files {
+		if name != ConfigName {
+			want = append(want, name)
+		}
+	}
+	sort.Strings(want)
 	sort.Strings(names)
 	if !slicesEqual(names, want) {
 		t.Errorf("tree %q, want %q", names, want)
@@ -90,8 +102,9 @@ func slicesEqual(a, b []string) bool {
 	return true
 }
 
-func TestReadsMatchSource(t *testing.T) {
-	spec := smallSpec()
+func TestReadsMatchSource(t *testing.T) { backends(t, smallSpec(), testReadsMatchSource) }
+
+func testReadsMatchSource(t *testing.T, spec fakeSpec) {
 	s := serve(t, spec, nil)
 	for _, is := range spec.Images {
 		t.Run(filepath.Base(is.Name), func(t *testing.T) {
@@ -133,6 +146,16 @@ func TestReadsMatchSource(t *testing.T) {
 			t.Errorf("%s: %q, %v; want %q", name, got, err, content)
 		}
 	}
+	if spec.Real {
+		got, err := os.ReadFile(filepath.Join(s.dir, ConfigName))
+		var cfg format.Config
+		if err == nil {
+			err = json.Unmarshal(got, &cfg)
+		}
+		if err != nil || cfg.Arch != "amd64" || cfg.VCPUs != 1 {
+			t.Errorf("%s: %q, %v; want the manifest's config", ConfigName, got, err)
+		}
+	}
 }
 
 func firstDiff(a, b []byte) int {
@@ -162,8 +185,9 @@ func TestReadOnly(t *testing.T) {
 
 // TestMmapPrivate maps memory MAP_PRIVATE (as a VMM does), checks every byte,
 // writes to the private copy and checks the file is untouched.
-func TestMmapPrivate(t *testing.T) {
-	spec := smallSpec()
+func TestMmapPrivate(t *testing.T) { backends(t, smallSpec(), testMmapPrivate) }
+
+func testMmapPrivate(t *testing.T, spec fakeSpec) {
 	s := serve(t, spec, nil)
 	is := spec.Images[0]
 	f, err := os.Open(filepath.Join(s.dir, is.Name))
@@ -197,6 +221,10 @@ func TestMmapPrivate(t *testing.T) {
 func TestCorruptFrameEIO(t *testing.T) {
 	spec := smallSpec()
 	spec.Images[0].Corrupt = []int{3}
+	backends(t, spec, testCorruptFrameEIO)
+}
+
+func testCorruptFrameEIO(t *testing.T, spec fakeSpec) {
 	s := serve(t, spec, nil)
 	is := spec.Images[0]
 	img := newFakeImage(is, framePages, 0, &fakeStore{})
@@ -251,8 +279,12 @@ func TestStatsFresh(t *testing.T) {
 // TestRandomPageReadsFetchLittle: 300 random page reads of a 512 MiB image
 // fetch only the frames they touch, as .stats shows.
 func TestRandomPageReadsFetchLittle(t *testing.T) {
+	spec := fakeSpec{FramePages: framePages, Images: []fakeImageSpec{{Name: "memory", Size: 512 << 20, Seed: 9}}}
+	backends(t, spec, testRandomPageReadsFetchLittle)
+}
+
+func testRandomPageReadsFetchLittle(t *testing.T, spec fakeSpec) {
 	const size = 512 << 20
-	spec := fakeSpec{FramePages: framePages, Images: []fakeImageSpec{{Name: "memory", Size: size, Seed: 9}}}
 	s := serve(t, spec, nil)
 	f, err := os.Open(filepath.Join(s.dir, "memory"))
 	if err != nil {
@@ -290,6 +322,10 @@ func TestRandomPageReadsFetchLittle(t *testing.T) {
 func TestConcurrentReaders(t *testing.T) {
 	spec := fakeSpec{FramePages: framePages, FetchDelay: time.Millisecond,
 		Images: []fakeImageSpec{{Name: "memory", Size: 32 << 20, Seed: 11}}}
+	backends(t, spec, testConcurrentReaders)
+}
+
+func testConcurrentReaders(t *testing.T, spec fakeSpec) {
 	s := serve(t, spec, nil)
 	is := spec.Images[0]
 	want := expectedBytes(is, 0, is.Size)

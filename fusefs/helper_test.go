@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/smolvm/smolvm/chunkstore"
 )
 
 // The test binary re-executes itself as the FUSE server ("serve" mode), so
@@ -50,7 +52,20 @@ func serveChild(dir string) int {
 	opts.Logger = logger
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	srv, err := Mount(dir, newFakeBundle(spec), opts)
+	var b Bundle = newFakeBundle(spec)
+	if spec.BundlePath != "" {
+		cb, err := chunkstore.Open(spec.BundlePath, chunkstore.Options{CacheBytes: spec.CacheBytes})
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		defer cb.Close()
+		if b, err = FromChunkstore(cb); err != nil {
+			logger.Print(err)
+			return 1
+		}
+	}
+	srv, err := Mount(dir, b, opts)
 	if err != nil {
 		logger.Print(err)
 		return 1
@@ -96,6 +111,9 @@ func serve(t testing.TB, spec fakeSpec, opts *Options) *served {
 	requireFUSE(t)
 	t.Setenv("SMOLVM_RUN_DIR", t.TempDir())
 	dir := t.TempDir()
+	if spec.Real && spec.BundlePath == "" {
+		spec.BundlePath = writeSpecBundle(t, spec)
+	}
 	specJSON, _ := json.Marshal(spec)
 	cmd := exec.Command(os.Args[0], "-test.run=^$", dir)
 	cmd.Env = append(os.Environ(), envChild+"=serve", envSpec+"="+string(specJSON))
@@ -185,4 +203,24 @@ func readStats(t testing.TB, dir string) (FSStats, fakeStoreStats) {
 		t.Fatalf(".stats store %q: %v", raw, err)
 	}
 	return fst, st
+}
+
+// backends runs f against the fake bundle and a real one read through
+// chunkstore.
+func backends(t *testing.T, spec fakeSpec, f func(t *testing.T, spec fakeSpec)) {
+	for _, real := range []bool{false, true} {
+		name := "fake"
+		if real {
+			name = "chunkstore"
+		}
+		t.Run(name, func(t *testing.T) {
+			s := spec
+			s.Real = real
+			if real {
+				// A real bundle serves its config, not the spec's files.
+				s.Files = nil
+			}
+			f(t, s)
+		})
+	}
 }

@@ -65,7 +65,9 @@ func Unmount(ctx context.Context, dir string) error {
 		return fmt.Errorf("fusefs: unmount %s: mount still listed: %w", abs, ErrTimeout)
 	}
 	if haveDaemon {
-		waitExit(ctx, rec.PID, signalGrace)
+		// An aborted daemon sees its device go away and exits, unless it
+		// is stopped or wedged: do not wait long for that.
+		waitExit(ctx, rec.PID, 500*time.Millisecond)
 	}
 	removeStaleRecord(abs)
 	return nil
