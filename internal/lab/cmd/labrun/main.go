@@ -1,0 +1,56 @@
+// Command labrun runs one command inside the smolvm KVM lab VM (see
+// internal/lab and docs/LAB.md) and exits with its status:
+//
+//	go run ./internal/lab/cmd/labrun [-timeout 10m] [-mem 4096] [-cpus 2] [-share DIR]... [-env K=V]... -- CMD [ARGS...]
+//
+// The command sees the host's files at their usual paths (writes stay in the
+// VM unless under a -share directory) and a working /dev/kvm. Exit status
+// 125 means the lab itself failed.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/smolvm/smolvm/internal/lab"
+)
+
+type list []string
+
+func (l *list) String() string     { return strings.Join(*l, ",") }
+func (l *list) Set(s string) error { *l = append(*l, s); return nil }
+
+func main() {
+	var o lab.Options
+	var shares, env list
+	flag.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for the whole run, boot included")
+	flag.IntVar(&o.MemMB, "mem", 4096, "lab VM memory in MiB")
+	flag.IntVar(&o.CPUs, "cpus", 2, "lab VM vCPUs")
+	flag.StringVar(&o.Dir, "dir", "", "working directory inside the lab (default: the current one)")
+	flag.Var(&shares, "share", "host directory mounted writable at the same path (repeatable)")
+	flag.Var(&env, "env", "KEY=VALUE added to the command's environment (repeatable)")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: labrun [flags] -- CMD [ARGS...]\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() == 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	o.Cmd, o.Shares, o.Env = flag.Args(), shares, env
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, err := lab.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "labrun:", err)
+		os.Exit(125)
+	}
+	os.Exit(code)
+}
