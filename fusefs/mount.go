@@ -28,8 +28,9 @@ type Options struct {
 	// 1 MiB). 0 means DefaultMaxRead.
 	MaxRead int
 	// ReadAheadKB, if > 0, sets the mount's backing-device readahead
-	// (/sys/class/bdi/MAJ:MIN/read_ahead_kb; root only). The kernel
-	// otherwise caps FUSE readahead at 128 KiB whatever MaxReadAhead says.
+	// (/sys/class/bdi/MAJ:MIN/read_ahead_kb; root only, otherwise
+	// ignored). The kernel otherwise caps FUSE readahead at 128 KiB
+	// whatever MaxReadAhead says.
 	ReadAheadKB int
 	// AllowOther lets users other than the mounting one read the mount
 	// (the VMM may run as another user). Needs root or user_allow_other.
@@ -111,11 +112,10 @@ func Mount(dir string, b Bundle, opts Options) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
-	if opts.ReadAheadKB > 0 {
+	if opts.ReadAheadKB > 0 && isRoot {
 		p := filepath.Join("/sys/class/bdi", s.info.Dev(), "read_ahead_kb")
-		if err := os.WriteFile(p, []byte(strconv.Itoa(opts.ReadAheadKB)), 0); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("fusefs: readahead: %w", err)
+		if err := os.WriteFile(p, []byte(strconv.Itoa(opts.ReadAheadKB)), 0); err != nil && opts.Logger != nil {
+			opts.Logger.Printf("fusefs: readahead stays at the kernel's default: %v", err)
 		}
 	}
 	return s, nil

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/smolvm/smolvm/chunkstore"
+	"github.com/smolvm/smolvm/fusefs"
+)
+
+// daemonConfig is one daemon's settings, from the command line.
+type daemonConfig struct {
+	bundle, mountpoint string
+	storeDir, cacheDir string
+	cacheBytes         int64
+	maxRead            int
+	readAheadKB        int
+	allowOther, debug  bool
+	out                io.Writer // the ready line goes here
+	onShutdown         func()    // called once shutdown starts
+}
+
+// unmountTimeout bounds the final unmount.
+const unmountTimeout = 15 * time.Second
+
+// runDaemon opens the bundle, mounts it, starts the services, announces
+// readiness and serves until ctx ends (a signal), the mount goes away, or a
+// service fails; then it stops the services, unmounts and closes the bundle.
+func runDaemon(ctx context.Context, cfg daemonConfig) (err error) {
+	logger := log.New(os.Stderr, "smolmount: ", log.LstdFlags)
+	fi, err := os.Stat(cfg.bundle)
+	if err != nil {
+		return err
+	}
+	cb, err := chunkstore.Open(cfg.bundle, chunkstore.Options{StoreDir: cfg.storeDir, CacheBytes: cfg.cacheBytes, CacheDir: cfg.cacheDir})
+	if err != nil {
+		return err
+	}
+	defer cb.Close()
+	fb, err := fusefs.FromChunkstore(cb)
+	if err != nil {
+		return err
+	}
+	srv, err := fusefs.Mount(cfg.mountpoint, fb, fusefs.Options{
+		MaxRead: cfg.maxRead, ReadAheadKB: cfg.readAheadKB, AllowOther: cfg.allowOther,
+		ModTime: fi.ModTime(), Logger: logger, Debug: cfg.debug,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.Background(), unmountTimeout)
+		defer cancel()
+		if uerr := srv.Unmount(uctx); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+	}()
+	bundleAbs, _ := filepath.Abs(cfg.bundle)
+	recPath, err := fusefs.WriteRecord(fusefs.Record{PID: os.Getpid(), MountPoint: srv.Dir(), Bundle: bundleAbs, Dev: srv.Info().Dev(), Started: time.Now()})
+	if err != nil {
+		return err
+	}
+	defer fusefs.RemoveRecord(srv.Dir(), os.Getpid())
+
+	failed := make(chan error, 1)
+	var failOnce sync.Once
+	env := &ServiceEnv{
+		Bundle: cb, MountPoint: srv.Dir(), RunBase: strings.TrimSuffix(recPath, ".json"), Logger: logger,
+		Fail: func(err error) { failOnce.Do(func() { failed <- err }) },
+	}
+	svcs := make([]Service, 0, len(serviceMakers))
+	for _, mk := range serviceMakers {
+		svcs = append(svcs, mk())
+	}
+	if _, err := startServices(ctx, env, svcs); err != nil {
+		return err
+	}
+	fmt.Fprintf(cfg.out, "smolmount: ready: %s at %s (dev %s, pid %d)\n", cfg.bundle, srv.Dir(), srv.Info().Dev(), os.Getpid())
+
+	var cause error
+	select {
+	case <-ctx.Done():
+		logger.Printf("signalled: unmounting %s", srv.Dir())
+	case <-srv.Done():
+		logger.Printf("%s was unmounted", srv.Dir())
+	case cause = <-failed:
+		logger.Printf("a service failed: %v", cause)
+	}
+	if cfg.onShutdown != nil {
+		cfg.onShutdown()
+	}
+	return errors.Join(cause, stopServices(svcs))
+}
