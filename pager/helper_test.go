@@ -1,0 +1,425 @@
+package pager
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/smolvm/smolvm/chunkstore"
+	"github.com/smolvm/smolvm/pager/internal/fakeimage"
+)
+
+// The faulting side of every test runs in a child process: the test binary
+// re-executed with helperEnv set to a JSON helperConfig. A Go process must
+// not fault on memory whose faults it serves.
+const helperEnv = "SMOLVM_PAGER_HELPER"
+
+// Child exit codes.
+const (
+	exitOK       = 0
+	exitPagerErr = 3 // Client.Err fired: the VM would be stopped
+	exitMismatch = 4 // wrong bytes: the one outcome that must never happen
+	exitSetup    = 5
+)
+
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(helperEnv); cfg != "" {
+		os.Exit(runHelper(cfg))
+	}
+	os.Exit(m.Run())
+}
+
+type helperConfig struct {
+	Mode   string           `json:"mode"` // "client" or "server"
+	Socket string           `json:"socket"`
+	Image  fakeimage.Config `json:"image"`
+	Out    string           `json:"out"`
+
+	// client
+	Split        bool        `json:"split"`   // guest memory in two mappings/regions
+	Pattern      string      `json:"pattern"` // seq, random, same, list
+	List         []int64     `json:"list"`
+	Threads      int         `json:"threads"`
+	Method       string      `json:"method"` // direct (Go loads) or syscall (kernel-mode faults, like KVM_RUN)
+	Record       bool        `json:"record"`
+	Prefetch     *WorkingSet `json:"prefetch"`
+	WaitPrefetch bool        `json:"wait_prefetch"`
+
+	// server
+	DelayMs int `json:"delay_ms"`
+}
+
+type helperResult struct {
+	Stats      Stats       `json:"stats"`
+	WorkingSet *WorkingSet `json:"working_set"`
+	Touched    int64       `json:"touched"`
+	TouchNs    int64       `json:"touch_ns"`
+}
+
+func runHelper(s string) int {
+	var cfg helperConfig
+	if err := json.Unmarshal([]byte(s), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "helper config:", err)
+		return exitSetup
+	}
+	switch cfg.Mode {
+	case "client":
+		return runClientHelper(&cfg)
+	case "server":
+		return runServerHelper(&cfg)
+	}
+	fmt.Fprintln(os.Stderr, "unknown helper mode", cfg.Mode)
+	return exitSetup
+}
+
+// runServerHelper serves a fake image on cfg.Socket until killed.
+func runServerHelper(cfg *helperConfig) int {
+	im := fakeimage.New(cfg.Image)
+	im.SetDelay(time.Duration(cfg.DelayMs) * time.Millisecond)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Socket, Net: "unix"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return exitSetup
+	}
+	fmt.Println("READY")
+	srv := &Server{Open: openOnly(im)}
+	if err := srv.Serve(context.Background(), ln); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return exitSetup
+	}
+	return exitOK
+}
+
+func openOnly(imgs ...chunkstore.Image) func(string) (chunkstore.Image, error) {
+	return func(name string) (chunkstore.Image, error) {
+		for _, im := range imgs {
+			if im.Name() == name {
+				return im, nil
+			}
+		}
+		return nil, fmt.Errorf("no artifact %q", name)
+	}
+}
+
+func fail(code int, format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	return code
+}
+
+// guestMemory is the child's anonymous "guest RAM": one or two mappings.
+type guestMemory struct {
+	mems    [][]byte
+	regions []Region
+	split   int64 // first image page of the second mapping
+}
+
+func newGuestMemory(artifact string, pages int64, split bool) (*guestMemory, error) {
+	g := &guestMemory{split: pages}
+	parts := [][2]int64{{0, pages}}
+	if split {
+		g.split = pages / 2
+		parts = [][2]int64{{0, pages / 2}, {pages / 2, pages}}
+	}
+	for _, p := range parts {
+		mem, err := unix.Mmap(-1, 0, int((p[1]-p[0])*PageSize), unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		if err != nil {
+			return nil, err
+		}
+		g.mems = append(g.mems, mem)
+		g.regions = append(g.regions, Region{HostAddr: HostAddr(mem), Length: uint64(len(mem)), Artifact: artifact, Offset: p[0] * PageSize})
+	}
+	return g, nil
+}
+
+func (g *guestMemory) page(p int64) []byte {
+	if p >= g.split {
+		return g.mems[1][(p-g.split)*PageSize:][:PageSize]
+	}
+	return g.mems[0][p*PageSize:][:PageSize]
+}
+
+// touchOrder gives each thread its pages in order.
+func touchOrder(cfg *helperConfig) [][]int64 {
+	n := cfg.Image.Pages
+	all := make([]int64, n)
+	for i := range all {
+		all[i] = int64(i)
+	}
+	switch cfg.Pattern {
+	case "random":
+		r := rand.New(rand.NewPCG(cfg.Image.Seed, 1))
+		r.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	case "list":
+		all = cfg.List
+	case "same":
+		out := make([][]int64, cfg.Threads)
+		for t := range out {
+			out[t] = all
+		}
+		return out
+	}
+	out := make([][]int64, cfg.Threads)
+	for i, p := range all {
+		out[i%cfg.Threads] = append(out[i%cfg.Threads], p)
+	}
+	return out
+}
+
+func runClientHelper(cfg *helperConfig) int {
+	ctx := context.Background()
+	im := fakeimage.New(cfg.Image)
+	g, err := newGuestMemory(im.Name(), cfg.Image.Pages, cfg.Split)
+	if err != nil {
+		return fail(exitSetup, "mmap: %v", err)
+	}
+	fd, err := NewUserfaultfd(g.regions)
+	if err != nil {
+		return fail(exitSetup, "%v", err)
+	}
+	c, err := Dial(ctx, cfg.Socket)
+	if err != nil {
+		return fail(exitSetup, "%v", err)
+	}
+	if err := c.Register(ctx, fd, g.regions, RegisterOptions{Record: cfg.Record, Prefetch: cfg.Prefetch}); err != nil {
+		return fail(exitSetup, "register: %v", err)
+	}
+	// What a VMM does: on a pager error, stop the VM (here: exit) at once,
+	// while the faulting threads stay blocked on the uffd we keep open.
+	go func() {
+		err := <-c.Err()
+		fmt.Fprintf(os.Stderr, "PAGER-ERROR: %v\n", err)
+		os.Exit(exitPagerErr)
+	}()
+	if cfg.WaitPrefetch {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, err := c.Stats(ctx)
+			if err != nil {
+				return fail(exitSetup, "stats: %v", err)
+			}
+			if st.PrefetchDone {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fail(exitSetup, "prefetch not done after 30s: %+v", st)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	order := touchOrder(cfg)
+	var mismatches, touched atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for t := range order {
+		wg.Add(1)
+		go func(pages []int64) {
+			defer wg.Done()
+			runtime.LockOSThread()
+			want := make([]byte, PageSize)
+			got := make([]byte, PageSize)
+			var pr, pw int = -1, -1
+			if cfg.Method == "syscall" {
+				var p [2]int
+				if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+					fmt.Fprintln(os.Stderr, "pipe:", err)
+					os.Exit(exitSetup)
+				}
+				pr, pw = p[0], p[1]
+				defer unix.Close(pr)
+				defer unix.Close(pw)
+			}
+			for _, p := range pages {
+				im.FillPage(p, want)
+				mem := g.page(p)
+				if cfg.Method == "syscall" {
+					// The kernel reads the page (copy_from_user): the
+					// fault happens inside a syscall, as in KVM_RUN.
+					if err := pipeThrough(pw, pr, mem, got); err != nil {
+						fmt.Fprintf(os.Stderr, "page %d: %v\n", p, err)
+						os.Exit(exitSetup)
+					}
+				} else {
+					copy(got, mem)
+				}
+				if !bytes.Equal(got, want) {
+					if mismatches.Add(1) == 1 {
+						fmt.Fprintf(os.Stderr, "MISMATCH at image page %d: got %x..., want %x...\n", p, got[:16], want[:16])
+					}
+				}
+				touched.Add(1)
+			}
+		}(order[t])
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if mismatches.Load() > 0 {
+		return fail(exitMismatch, "%d pages with wrong bytes", mismatches.Load())
+	}
+	res := helperResult{Touched: touched.Load(), TouchNs: int64(elapsed)}
+	if res.WorkingSet, err = c.Ready(ctx); err != nil {
+		return fail(exitSetup, "ready: %v", err)
+	}
+	if res.Stats, err = c.Stats(ctx); err != nil {
+		return fail(exitSetup, "stats: %v", err)
+	}
+	b, _ := json.Marshal(res)
+	if err := os.WriteFile(cfg.Out, b, 0o644); err != nil {
+		return fail(exitSetup, "%v", err)
+	}
+	c.Close()
+	return exitOK
+}
+
+func pipeThrough(pw, pr int, page, buf []byte) error {
+	n, _, errno := unix.Syscall(unix.SYS_WRITE, uintptr(pw), uintptr(unsafe.Pointer(&page[0])), uintptr(len(page)))
+	if errno != 0 || int(n) != len(page) {
+		return fmt.Errorf("write page to pipe: %d, %v", n, errno)
+	}
+	for got := 0; got < len(buf); {
+		m, err := unix.Read(pr, buf[got:])
+		if err != nil {
+			return err
+		}
+		got += m
+	}
+	return nil
+}
+
+// ---- parent side ----
+
+// testServer runs a Server in this process (it never touches the served
+// memory) on a socket in a temp dir.
+func testServer(t testing.TB, srv *Server) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "pager.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Serve did not return 10s after cancel")
+		}
+	})
+	return sock
+}
+
+type childOutcome struct {
+	code    int
+	stderr  string
+	res     helperResult
+	elapsed time.Duration
+}
+
+// startChild starts the test binary in helper mode; the caller waits.
+func startChild(t testing.TB, cfg helperConfig, env ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+string(b)), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	return cmd, &stderr
+}
+
+// runClient runs a client child to completion, bounded by limit.
+func runClient(t testing.TB, cfg helperConfig, limit time.Duration, env ...string) childOutcome {
+	t.Helper()
+	cfg.Mode = "client"
+	if cfg.Out == "" {
+		cfg.Out = filepath.Join(t.TempDir(), "result.json")
+	}
+	if cfg.Threads == 0 {
+		cfg.Threads = 1
+	}
+	cmd, stderr := startChild(t, cfg, env...)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var out childOutcome
+	select {
+	case <-done:
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("client child still running after %v (killed); stderr:\n%s", limit, stderr)
+	}
+	out.elapsed = time.Since(start)
+	out.code = cmd.ProcessState.ExitCode()
+	out.stderr = stderr.String()
+	if out.code == exitOK {
+		b, err := os.ReadFile(cfg.Out)
+		if err != nil {
+			t.Fatalf("child result: %v", err)
+		}
+		if err := json.Unmarshal(b, &out.res); err != nil {
+			t.Fatalf("child result: %v", err)
+		}
+	}
+	return out
+}
+
+// startServerChild runs a daemon in a child process and waits until it
+// listens.
+func startServerChild(t testing.TB, cfg helperConfig) *exec.Cmd {
+	t.Helper()
+	cfg.Mode = "server"
+	cmd, stderr := startChild(t, cfg)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		ready <- strings.TrimSpace(line) == "READY"
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("server child did not start; stderr:\n%s", stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("server child not ready after 10s")
+	}
+	return cmd
+}

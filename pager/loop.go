@@ -1,0 +1,309 @@
+package pager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/smolvm/smolvm/chunkstore"
+	"github.com/smolvm/smolvm/format"
+	"github.com/smolvm/smolvm/pager/uffd"
+)
+
+// errClientGone ends a session quietly: the registered process has exited
+// or unmapped its memory.
+var errClientGone = errors.New("pager: client process gone")
+
+// maxEAGAIN bounds retries of a copy that makes no progress because the
+// client's mm is changing.
+const maxEAGAIN = 1000
+
+// faultLoop serves one registered VM's userfaultfd: demand faults first,
+// then prefetch work, one item at a time. It is the only writer of its
+// regions' bitmaps and never touches the memory it serves.
+type faultLoop struct {
+	fd       int // the VM's userfaultfd (owned by the session)
+	wakeFD   int // eventfd: stop or prefetch work ready
+	regions  []*region
+	fetch    func(ctx context.Context, img chunkstore.Image, frame int32) ([]byte, error)
+	c        *counters
+	rec      *recorder
+	prefetch chan prefetchItem
+	buf      []byte
+}
+
+// prefetchItem is one unit of prefetch work: a fetched frame, or a run of
+// zero pages of one region.
+type prefetchItem struct {
+	img   chunkstore.Image
+	frame int32
+	data  []byte
+	r     *region // zero run
+	idx   int64
+	n     int64
+	last  bool // end of the prefetch list
+}
+
+// signal wakes the loop's poll.
+func (l *faultLoop) signal() {
+	var one = [8]byte{1}
+	unix.Write(l.wakeFD, one[:])
+}
+
+// run serves until ctx ends (nil), the client goes away (errClientGone) or
+// a fault cannot be served (*FaultError).
+func (l *faultLoop) run(ctx context.Context) error {
+	l.buf = make([]byte, 64*uffd.MsgSize)
+	pfds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.wakeFD), Events: unix.POLLIN}}
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		n, err := uffd.Read(l.fd, l.buf)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errClientGone, err)
+		}
+		if n > 0 {
+			now := time.Now()
+			for i := 0; i < n; i++ {
+				m, _ := uffd.DecodeMsg(l.buf[i*uffd.MsgSize:])
+				if err := l.handle(ctx, m, now); err != nil {
+					return err
+				}
+			}
+			continue // drain every pending fault before prefetch work
+		}
+		select {
+		case it := <-l.prefetch:
+			if err := l.prefetchOne(it); err != nil {
+				return err
+			}
+			continue
+		default:
+		}
+		if _, err := unix.Poll(pfds, -1); err != nil && err != unix.EINTR {
+			return fmt.Errorf("pager: poll userfaultfd: %w", err)
+		}
+		if pfds[1].Revents != 0 {
+			var b [8]byte
+			unix.Read(l.wakeFD, b[:])
+		}
+		if pfds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+			return fmt.Errorf("%w: userfaultfd poll events %#x", errClientGone, pfds[0].Revents)
+		}
+	}
+}
+
+func (l *faultLoop) find(addr uint64) (*region, int64) {
+	for _, r := range l.regions {
+		if r.contains(addr) {
+			return r, int64((addr - r.HostAddr) / format.PageSize)
+		}
+	}
+	return nil, 0
+}
+
+// handle serves one uffd message.
+func (l *faultLoop) handle(ctx context.Context, m uffd.Msg, start time.Time) error {
+	if m.Event != uffd.EventPagefault {
+		// No non-cooperative events are enabled by Register; a stray one
+		// is ignored (the kernel does not wait for it).
+		return nil
+	}
+	l.c.faults.Add(1)
+	addr := m.Address &^ (format.PageSize - 1)
+	r, idx := l.find(addr)
+	if r == nil {
+		l.c.faultErrors.Add(1)
+		return &FaultError{Addr: m.Address, Frame: -1, Page: -1, Reason: "address outside every registered region"}
+	}
+	if r.isFilled(idx) {
+		// Filled since the fault was queued (rest of a frame, prefetch):
+		// only the wake is missing.
+		l.c.wakeOnly.Add(1)
+		if err := uffd.Wake(l.fd, r.addr(idx), format.PageSize); err != nil {
+			return fmt.Errorf("%w: %v", errClientGone, err)
+		}
+		l.c.latency.record(time.Since(start))
+		return nil
+	}
+	page := r.firstPage + idx
+	e, ok := r.img.Locate(page)
+	if !ok {
+		n := l.zeroRun(r, idx)
+		if err := l.fill(r, idx, n, nil, 0, false); err != nil {
+			return l.faultErr(err, m.Address, r, page, -1)
+		}
+		l.c.latency.record(time.Since(start))
+		l.rec.pages(r.Artifact, page, n)
+		return nil
+	}
+	data, err := l.fetch(ctx, r.img, e.Frame)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		l.c.faultErrors.Add(1)
+		return &FaultError{Addr: m.Address, Artifact: r.Artifact, Page: page, Frame: e.Frame, Reason: err.Error()}
+	}
+	off := int(e.Slot+int32(page-e.Page)) * format.PageSize
+	if off+format.PageSize > len(data) {
+		l.c.faultErrors.Add(1)
+		return &FaultError{Addr: m.Address, Artifact: r.Artifact, Page: page, Frame: e.Frame,
+			Reason: fmt.Sprintf("frame has %d bytes, slot %d needs %d", len(data), off/format.PageSize, off+format.PageSize)}
+	}
+	// The faulting page first, waking its thread; then the rest of the
+	// frame without wakes (a thread that faulted on one of those meanwhile
+	// has a message queued and is woken when it is read).
+	if err := l.fill(r, idx, 1, data[off:off+format.PageSize], 0, false); err != nil {
+		return l.faultErr(err, m.Address, r, page, e.Frame)
+	}
+	l.c.latency.record(time.Since(start))
+	if err := l.fillFrame(r.img, e.Frame, data, false); err != nil {
+		return l.faultErr(err, m.Address, r, page, e.Frame)
+	}
+	l.rec.frame(r.Artifact, e.Frame, r.img.FrameExtents(int(e.Frame)))
+	return nil
+}
+
+func (l *faultLoop) faultErr(err error, addr uint64, r *region, page int64, frame int32) error {
+	if errors.Is(err, errClientGone) {
+		return err
+	}
+	l.c.faultErrors.Add(1)
+	return &FaultError{Addr: addr, Artifact: r.Artifact, Page: page, Frame: frame, Reason: err.Error()}
+}
+
+// maxZeroRun bounds how many zero pages one zero fault fills ahead.
+const maxZeroRun = 16
+
+// zeroRun counts the missing zero pages from idx on (at least 1).
+func (l *faultLoop) zeroRun(r *region, idx int64) int64 {
+	n := int64(1)
+	for n < maxZeroRun && idx+n < r.pages && !r.isFilled(idx+n) {
+		if _, ok := r.img.Locate(r.firstPage + idx + n); ok {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// fillFrame copies every still-missing page of frame that any region of
+// img maps, without waking.
+func (l *faultLoop) fillFrame(img chunkstore.Image, frame int32, data []byte, prefetch bool) error {
+	exts := img.FrameExtents(int(frame))
+	for _, r := range l.regions {
+		if r.img != img {
+			continue
+		}
+		for _, fe := range exts {
+			idx, n := r.clip(fe.Page, int64(fe.Count))
+			if n == 0 {
+				continue
+			}
+			off := (int64(fe.Slot) + r.firstPage + idx - fe.Page) * format.PageSize
+			end := off + n*format.PageSize
+			if fe.Frame != frame || off < 0 || end > int64(len(data)) {
+				return fmt.Errorf("%s extent (page %d, count %d, frame %d, slot %d) does not fit frame %d of %d bytes",
+					r.Artifact, fe.Page, fe.Count, fe.Frame, fe.Slot, frame, len(data))
+			}
+			if err := l.fill(r, idx, n, data[off:end], uffd.CopyModeDontWake, prefetch); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fill fills the missing pages among n pages of r from idx: copies from src
+// (n pages), or zero pages when src is nil. Pages found present are marked
+// filled (and woken unless mode says DontWake).
+func (l *faultLoop) fill(r *region, idx, n int64, src []byte, mode uint64, prefetch bool) error {
+	const ps = format.PageSize
+	wake := mode&uffd.CopyModeDontWake == 0
+	for n > 0 {
+		if r.isFilled(idx) {
+			if wake {
+				if err := uffd.Wake(l.fd, r.addr(idx), ps); err != nil {
+					return fmt.Errorf("%w: %v", errClientGone, err)
+				}
+			}
+			idx, n = idx+1, n-1
+			if src != nil {
+				src = src[ps:]
+			}
+			continue
+		}
+		k := int64(1)
+		for k < n && !r.isFilled(idx+k) {
+			k++
+		}
+		var done int64
+		var err error
+		for try := 0; ; try++ {
+			if src != nil {
+				done, err = uffd.Copy(l.fd, r.addr(idx), unsafe.Pointer(&src[0]), uint64(k*ps), mode)
+			} else {
+				done, err = uffd.ZeroPage(l.fd, r.addr(idx), uint64(k*ps), mode)
+			}
+			if err == unix.EAGAIN && done == 0 && try < maxEAGAIN {
+				time.Sleep(10 * time.Microsecond)
+				continue
+			}
+			break
+		}
+		if pages := done / ps; pages > 0 {
+			r.setFilled(idx, pages)
+			if src != nil {
+				l.c.pagesCopied.Add(pages)
+				src = src[pages*ps:]
+			} else {
+				l.c.zeroPages.Add(pages)
+			}
+			if prefetch {
+				l.c.prefetched.Add(pages)
+			}
+			idx, n = idx+pages, n-pages
+		}
+		switch {
+		case err == nil:
+		case err == unix.EAGAIN && done > 0:
+		case err == unix.EEXIST:
+			// Present without us (touched before registration, or
+			// populated by the VMM): nothing to copy.
+			r.setFilled(idx, 1)
+		case err == unix.ESRCH || err == unix.ENOENT:
+			return fmt.Errorf("%w: %v", errClientGone, err)
+		default:
+			op := "UFFDIO_COPY"
+			if src == nil {
+				op = "UFFDIO_ZEROPAGE"
+			}
+			return fmt.Errorf("%s of %d pages at %#x: %w", op, k, r.addr(idx), err)
+		}
+	}
+	return nil
+}
+
+// prefetchOne fills one prefetched item's missing pages.
+func (l *faultLoop) prefetchOne(it prefetchItem) error {
+	var err error
+	if it.last {
+		l.c.prefetchDone.Store(true)
+		return nil
+	}
+	if it.r != nil {
+		err = l.fill(it.r, it.idx, it.n, nil, uffd.ZeroPageModeDontWake, true)
+	} else {
+		err = l.fillFrame(it.img, it.frame, it.data, true)
+	}
+	if errors.Is(err, errClientGone) {
+		return err
+	}
+	return nil // a failed prefetch is not fatal: a demand fault reports it
+}

@@ -1,0 +1,139 @@
+package pager
+
+import (
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/smolvm/smolvm/pager/internal/fakeimage"
+)
+
+func testImageConfig(pages int64) fakeimage.Config {
+	return fakeimage.Config{Name: "memory", Pages: pages, Seed: 42, FramePages: 16, ZeroPercent: 10, ZeroRuns: true}
+}
+
+// Contents are bit-identical whatever the touch order, threads or fault
+// path; every page is served exactly once.
+func TestServeBitIdentical(t *testing.T) {
+	tests := []struct {
+		name    string
+		pattern string
+		threads int
+		method  string
+		split   bool
+	}{
+		{"sequential one thread", "seq", 1, "direct", false},
+		{"sequential four threads", "seq", 4, "direct", false},
+		{"random four threads", "random", 4, "direct", false},
+		{"random two regions", "random", 4, "direct", true},
+		{"same pages from four threads", "same", 4, "direct", false},
+		{"kernel-mode faults", "random", 4, "syscall", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testImageConfig(2048)
+			im := fakeimage.New(cfg)
+			sock := testServer(t, &Server{Open: openOnly(im)})
+			out := runClient(t, helperConfig{Socket: sock, Image: cfg, Pattern: tt.pattern, Threads: tt.threads, Method: tt.method, Split: tt.split}, 60*time.Second)
+			if out.code != exitOK {
+				t.Fatalf("client exit %d; stderr:\n%s", out.code, out.stderr)
+			}
+			st := out.res.Stats
+			if st.PagesCopied+st.ZeroPages != cfg.Pages {
+				t.Errorf("pages copied %d + zero %d = %d, want every page once (%d)", st.PagesCopied, st.ZeroPages, st.PagesCopied+st.ZeroPages, cfg.Pages)
+			}
+			var nz int64
+			for p := int64(0); p < cfg.Pages; p++ {
+				if !im.IsZero(p) {
+					nz++
+				}
+			}
+			if st.PagesCopied != nz {
+				t.Errorf("pages copied %d, want the %d non-zero pages", st.PagesCopied, nz)
+			}
+			if st.FramesFetched != int64(im.Frames()) && !tt.split {
+				t.Errorf("frames fetched %d, want each of %d frames once", st.FramesFetched, im.Frames())
+			}
+			if st.Faults == 0 || st.Faults > cfg.Pages || st.FaultErrors != 0 {
+				t.Errorf("implausible stats %+v", st)
+			}
+			if st.LatencyCount != st.Faults {
+				t.Errorf("latency samples %d, faults %d", st.LatencyCount, st.Faults)
+			}
+			t.Logf("%s: %+v", tt.name, st)
+		})
+	}
+}
+
+// A stress run: GOGC=1 in the faulting process, every page, four threads,
+// the Go runtime collecting constantly while threads fault.
+func TestServeStressGOGC1(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress")
+	}
+	cfg := testImageConfig(8192)
+	im := fakeimage.New(cfg)
+	sock := testServer(t, &Server{Open: openOnly(im)})
+	out := runClient(t, helperConfig{Socket: sock, Image: cfg, Pattern: "random", Threads: 4, Method: "direct", Split: true}, 120*time.Second, "GOGC=1")
+	if out.code != exitOK {
+		t.Fatalf("client exit %d; stderr:\n%s", out.code, out.stderr)
+	}
+	if got := out.res.Stats.PagesCopied + out.res.Stats.ZeroPages; got != cfg.Pages {
+		t.Errorf("pages filled %d, want %d", got, cfg.Pages)
+	}
+}
+
+// A frame that fails verification is reported to the VMM naming the frame;
+// the faulting thread never sees bytes.
+func TestServeCorruptFrame(t *testing.T) {
+	cfg := testImageConfig(512)
+	im := fakeimage.New(cfg)
+	bad := int32(im.Frames() / 2)
+	im.SetCorrupt(bad)
+	sock := testServer(t, &Server{Open: openOnly(im), FrameRetries: 1})
+	out := runClient(t, helperConfig{Socket: sock, Image: cfg, Pattern: "seq", Threads: 2, Method: "syscall"}, 30*time.Second)
+	if out.code != exitPagerErr {
+		t.Fatalf("client exit %d, want %d (pager error); stderr:\n%s", out.code, exitPagerErr, out.stderr)
+	}
+	for _, want := range []string{"cannot serve fault", "frame " + strconv.Itoa(int(bad)), "failed verification"} {
+		if !strings.Contains(out.stderr, want) {
+			t.Errorf("error does not mention %q:\n%s", want, out.stderr)
+		}
+	}
+}
+
+// A frame that never arrives: the fault is failed after bounded attempts.
+func TestServeStalledFrame(t *testing.T) {
+	cfg := testImageConfig(256)
+	im := fakeimage.New(cfg)
+	im.SetStall(true)
+	sock := testServer(t, &Server{Open: openOnly(im), FrameTimeout: 100 * time.Millisecond, FrameRetries: 1})
+	out := runClient(t, helperConfig{Socket: sock, Image: cfg, Pattern: "seq", Threads: 1, Method: "syscall"}, 30*time.Second)
+	if out.code != exitPagerErr || !strings.Contains(out.stderr, "deadline exceeded") {
+		t.Fatalf("client exit %d, want %d naming the timeout; stderr:\n%s", out.code, exitPagerErr, out.stderr)
+	}
+	if out.elapsed > 10*time.Second {
+		t.Errorf("took %v to report a stalled frame", out.elapsed)
+	}
+}
+
+// The daemon is killed while faults are outstanding: the faulting process
+// learns it within seconds and stops, instead of hanging or reading zeros.
+func TestServeDaemonKilled(t *testing.T) {
+	cfg := testImageConfig(4096)
+	sock := t.TempDir() + "/d.sock"
+	srv := startServerChild(t, helperConfig{Socket: sock, Image: cfg, DelayMs: 20})
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		srv.Process.Signal(syscall.SIGKILL)
+	}()
+	out := runClient(t, helperConfig{Socket: sock, Image: cfg, Pattern: "seq", Threads: 4, Method: "syscall"}, 30*time.Second)
+	if out.code != exitPagerErr || !strings.Contains(out.stderr, "daemon connection lost") {
+		t.Fatalf("client exit %d, want %d (daemon gone); stderr:\n%s", out.code, exitPagerErr, out.stderr)
+	}
+	if out.elapsed > 5*time.Second {
+		t.Errorf("client took %v to notice the daemon died", out.elapsed)
+	}
+}

@@ -1,0 +1,219 @@
+package pager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/smolvm/smolvm/chunkstore"
+	"github.com/smolvm/smolvm/format"
+	"github.com/smolvm/smolvm/pager/uffd"
+)
+
+// session is one client connection: at most one registered VM.
+type session struct {
+	srv  *Server
+	conn *net.UnixConn
+	wmu  sync.Mutex
+
+	hello bool
+	c     counters
+	rec   *recorder
+
+	// set by register
+	uffdFD, wakeFD int
+	loop           *faultLoop
+	cancelLoop     context.CancelFunc
+	loopWG         sync.WaitGroup
+}
+
+// ServeConn serves one client until it sends close, disconnects, or ctx
+// ends. It closes conn, and the userfaultfd it was given, before returning.
+func (s *Server) ServeConn(ctx context.Context, conn *net.UnixConn) error {
+	if s.Open == nil {
+		conn.Close()
+		return errors.New("pager: Server.Open is nil")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	ss := &session{srv: s, conn: conn, rec: newRecorder(false), uffdFD: -1, wakeFD: -1}
+	defer conn.Close()
+	defer ss.stopLoop()
+	rd := newReader(conn)
+	defer rd.closeFDs()
+	for {
+		m, err := rd.read()
+		if err == io.EOF {
+			return nil
+		}
+		var pe *payloadError
+		if errors.As(err, &pe) {
+			// A bad payload of a well-framed message: answer, go on.
+			if werr := ss.write(&message{Type: msgError, Error: err.Error()}); werr != nil {
+				return werr
+			}
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, ErrProtocol) {
+				ss.write(&message{Type: msgError, Error: err.Error()})
+			}
+			return fmt.Errorf("pager: read from client: %w", err)
+		}
+		reply := ss.handle(ctx, m, rd)
+		reply.ID = m.ID
+		if err := ss.write(reply); err != nil {
+			return err
+		}
+		if m.Type == msgClose || (m.Type == msgHello && reply.Type == msgError) {
+			return nil
+		}
+	}
+}
+
+func (ss *session) write(m *message) error {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	return writeMessage(ss.conn, m, -1)
+}
+
+func errReply(format string, args ...any) *message {
+	return &message{Type: msgError, Error: fmt.Sprintf(format, args...)}
+}
+
+func (ss *session) handle(ctx context.Context, m *message, rd *reader) *message {
+	if !ss.hello && m.Type != msgHello {
+		return errReply("pager: first message must be hello, got %q", m.Type)
+	}
+	switch m.Type {
+	case msgHello:
+		if m.Version != ProtocolVersion {
+			return errReply("pager: protocol version %d not supported (this daemon speaks %d)", m.Version, ProtocolVersion)
+		}
+		ss.hello = true
+		return &message{Type: msgHello, Version: ProtocolVersion}
+	case msgRegister:
+		fd := rd.takeFD()
+		if err := ss.register(ctx, m, fd); err != nil {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			return errReply("%v", err)
+		}
+		return &message{Type: msgOK}
+	case msgReady:
+		return &message{Type: msgOK, WorkingSet: ss.rec.stop()}
+	case msgStats:
+		st := ss.c.snapshot()
+		return &message{Type: msgOK, Stats: &st}
+	case msgClose:
+		return &message{Type: msgOK}
+	}
+	return errReply("pager: unknown message type %q", m.Type)
+}
+
+func (ss *session) register(ctx context.Context, m *message, fd int) error {
+	if ss.loop != nil {
+		return errors.New("pager: register: this connection already has a VM registered")
+	}
+	if fd < 0 {
+		return errors.New("pager: register: no userfaultfd attached (SCM_RIGHTS)")
+	}
+	if len(m.Regions) == 0 {
+		return errors.New("pager: register: no regions")
+	}
+	if m.Prefetch != nil {
+		if err := m.Prefetch.Validate(); err != nil {
+			return fmt.Errorf("pager: register: prefetch list: %w", err)
+		}
+	}
+	images := map[string]chunkstore.Image{}
+	var regions []*region
+	for i, r := range m.Regions {
+		img, ok := images[r.Artifact]
+		if !ok {
+			var err error
+			if img, err = ss.srv.Open(r.Artifact); err != nil {
+				return fmt.Errorf("pager: register: region %d: artifact %q: %w", i, r.Artifact, err)
+			}
+			images[r.Artifact] = img
+		}
+		reg, err := newRegion(r, img)
+		if err != nil {
+			return fmt.Errorf("pager: register: region %d: %w", i, err)
+		}
+		for j, o := range regions {
+			if overlaps(reg, o) {
+				return fmt.Errorf("pager: register: region %d overlaps region %d", i, j)
+			}
+		}
+		regions = append(regions, reg)
+	}
+	// A wake on a registered range is harmless and proves fd is a
+	// userfaultfd for an address space that has this range.
+	if err := uffd.Wake(fd, uintptr(regions[0].HostAddr), format.PageSize); err != nil {
+		return fmt.Errorf("pager: register: attached fd is not a usable userfaultfd: %w", err)
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("pager: register: eventfd: %w", err)
+	}
+	ss.uffdFD, ss.wakeFD = fd, wfd
+	ss.rec = newRecorder(m.Record)
+	l := &faultLoop{fd: fd, wakeFD: wfd, regions: regions, c: &ss.c, rec: ss.rec, prefetch: make(chan prefetchItem, prefetchAhead)}
+	lctx, cancel := context.WithCancel(ctx)
+	l.fetch = func(ctx context.Context, img chunkstore.Image, frame int32) ([]byte, error) {
+		return ss.srv.fetch(ctx, &ss.c, img, frame)
+	}
+	ss.loop, ss.cancelLoop = l, cancel
+	ss.loopWG.Add(1)
+	go func() {
+		defer ss.loopWG.Done()
+		err := l.run(lctx)
+		cancel() // stops the prefetcher
+		var fe *FaultError
+		switch {
+		case errors.As(err, &fe):
+			ss.srv.logf("%v", fe)
+			ss.write(&message{Type: msgFaultError, Error: fe.Error(), Fault: fe})
+		case errors.Is(err, errClientGone):
+			ss.srv.logf("pager: client gone: %v", err)
+		case err != nil:
+			ss.srv.logf("pager: fault loop: %v", err)
+			ss.write(&message{Type: msgFaultError, Error: err.Error(), Fault: &FaultError{Frame: -1, Page: -1, Reason: err.Error()}})
+		}
+	}()
+	if m.Prefetch != nil {
+		ss.loopWG.Add(1)
+		go func() {
+			defer ss.loopWG.Done()
+			l.runPrefetch(lctx, m.Prefetch, ss.srv.logf)
+		}()
+	} else {
+		ss.c.prefetchDone.Store(true)
+	}
+	return nil
+}
+
+// stopLoop ends the fault loop and prefetcher and closes their fds.
+func (ss *session) stopLoop() {
+	if ss.loop == nil {
+		return
+	}
+	ss.cancelLoop()
+	ss.loop.signal()
+	ss.loopWG.Wait()
+	unix.Close(ss.uffdFD)
+	unix.Close(ss.wakeFD)
+	ss.loop = nil
+}
