@@ -1,0 +1,60 @@
+package vmm
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/smolvm/smolvm/vmm/arch/amd64"
+)
+
+// Config describes a machine to boot.
+type Config struct {
+	// Kernel is the path of a bzImage; Initrd of an initramfs (optional).
+	Kernel, Initrd string
+	// Cmdline is the kernel command line.
+	Cmdline string
+	// CPUs is the number of vCPUs (1..amd64.MaxCPUs).
+	CPUs int
+	// MemBytes is guest RAM in bytes, a multiple of MemAlign.
+	MemBytes int64
+	// Console receives the serial console's output (nil discards it).
+	Console io.Writer
+	// ConsoleIn, if not nil, is read and fed to the serial port. Run stops
+	// reading when the machine stops; a Read that blocks forever keeps one
+	// goroutine until it returns, unless ConsoleIn is an *os.File that
+	// supports deadlines (then Run interrupts it).
+	ConsoleIn io.Reader
+}
+
+// MemAlign is the granularity of guest RAM sizes.
+const MemAlign = 2 << 20
+
+// MinMemBytes is the least guest RAM a machine accepts; the kernel's own
+// needs (init_size, initrd) are checked when it is loaded.
+const MinMemBytes = 16 << 20
+
+func (c *Config) validate() error {
+	if c.Kernel == "" {
+		return fmt.Errorf("%w: no kernel given", ErrConfig)
+	}
+	if c.CPUs < 1 || c.CPUs > amd64.MaxCPUs {
+		return fmt.Errorf("%w: %d vCPUs, want 1..%d", ErrConfig, c.CPUs, amd64.MaxCPUs)
+	}
+	if c.MemBytes < MinMemBytes {
+		return fmt.Errorf("%w: %d bytes of memory, need at least %d MiB", ErrConfig, c.MemBytes, MinMemBytes>>20)
+	}
+	if c.MemBytes%MemAlign != 0 {
+		return fmt.Errorf("%w: memory size %d is not a multiple of %d MiB", ErrConfig, c.MemBytes, MemAlign>>20)
+	}
+	return nil
+}
+
+// readFile reads a kernel or initrd with an error naming its role.
+func readFile(role, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, role, err)
+	}
+	return b, nil
+}
