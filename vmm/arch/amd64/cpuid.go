@@ -19,21 +19,22 @@ const CPUIDFlagSignificantIndex = 1
 
 // CPUID leaves and bits FilterCPUID touches.
 const (
-	leafVendor         = 0x0
-	leafFeatures       = 0x1
-	leafSerial         = 0x3
-	leafCacheParams    = 0x4
-	leafExtFeatures    = 0x7
-	leafExtTopology    = 0xB
-	leafHybrid         = 0x1A
-	leafV2Topology     = 0x1F
-	leafAMDAddrSizes   = 0x80000008
-	leafAMDCacheTopo   = 0x8000001D
-	leafAMDExtAPICID   = 0x8000001E
-	leafAMDExtTopo     = 0x80000026
-	leaf1ECXHypervisor = 1 << 31
-	leaf1EDXHTT        = 1 << 28
-	leaf7EDXHybrid     = 1 << 15
+	leafVendor          = 0x0
+	leafFeatures        = 0x1
+	leafSerial          = 0x3
+	leafCacheParams     = 0x4
+	leafExtFeatures     = 0x7
+	leafExtTopology     = 0xB
+	leafHybrid          = 0x1A
+	leafV2Topology      = 0x1F
+	leafAMDAddrSizes    = 0x80000008
+	leafAMDCacheTopo    = 0x8000001D
+	leafAMDExtAPICID    = 0x8000001E
+	leafAMDExtTopo      = 0x80000026
+	leaf1ECXTSCDeadline = 1 << 24
+	leaf1ECXHypervisor  = 1 << 31
+	leaf1EDXHTT         = 1 << 28
+	leaf7EDXHybrid      = 1 << 15
 
 	topoLevelInvalid = 0
 	topoLevelSMT     = 1
@@ -45,7 +46,10 @@ const (
 // sees one package of ncpus cores with one thread each:
 //
 //   - leaf 1: EBX initial APIC id = cpu, logical processor count = ncpus,
-//     brand index 0; HTT set when ncpus > 1; the hypervisor bit set.
+//     brand index 0; HTT set when ncpus > 1; the hypervisor bit set; the
+//     TSC-deadline timer bit set (KVM's in-kernel LAPIC always emulates it,
+//     but KVM_GET_SUPPORTED_CPUID leaves it to the VMM; this package assumes
+//     the in-kernel irqchip).
 //   - leaf 4 (Intel): cores per package and threads sharing each cache
 //     (L1/L2 per core, L3 shared by the package).
 //   - leaves 0xB and 0x1F (when supported): rebuilt as SMT level (1 thread)
@@ -77,7 +81,7 @@ func FilterCPUID(supported []CPUIDEntry, cpu, ncpus int) []CPUIDEntry {
 			continue
 		case leafFeatures:
 			e.EBX = e.EBX&0x0000FF00 | uint32(cpu)<<24 | uint32(min(ncpus, 0xFF))<<16
-			e.ECX |= leaf1ECXHypervisor
+			e.ECX |= leaf1ECXHypervisor | leaf1ECXTSCDeadline
 			if ncpus > 1 {
 				e.EDX |= leaf1EDXHTT
 			} else {
