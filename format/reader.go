@@ -52,8 +52,12 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 	if string(hb[:8]) != Magic {
 		return nil, fmt.Errorf("format: %w: header magic %q, want %q", ErrBadMagic, hb[:8], Magic)
 	}
-	if major := binary.LittleEndian.Uint16(hb[8:]); major != t.Major {
-		return nil, fmt.Errorf("format: %w: header says major version %d, trailer %d", ErrCorrupt, major, t.Major)
+	le := binary.LittleEndian
+	if major, minor := le.Uint16(hb[8:]), le.Uint16(hb[10:]); major != t.Major || minor != t.Minor {
+		return nil, fmt.Errorf("format: %w: header says version %d.%d, trailer %d.%d", ErrCorrupt, major, minor, t.Major, t.Minor)
+	}
+	if flags := le.Uint32(hb[12:]); flags != 0 {
+		return nil, fmt.Errorf("format: %w: header flags %#x, want 0", ErrCorrupt, flags)
 	}
 	body := make([]byte, t.TOCLength+t.ManifestLength)
 	if err := readFull(r, body, t.TOCOffset, "TOC and manifest"); err != nil {
