@@ -3,6 +3,7 @@ package pager
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -161,10 +162,11 @@ func (r *reader) full(b []byte, atStart bool) error {
 		}
 		got += n
 		if err != nil {
-			if err == io.EOF && got == 0 && atStart {
+			eof := errors.Is(err, io.EOF)
+			if eof && got == 0 && atStart {
 				return io.EOF
 			}
-			if err == io.EOF {
+			if eof {
 				return fmt.Errorf("%w: connection closed inside a message (%d of %d bytes)", ErrProtocol, got, len(b))
 			}
 			return err
