@@ -132,7 +132,7 @@ func (s *Serial) Input(p []byte) int {
 	defer s.mu.Unlock()
 	n := 0
 	if s.mcr&mcrLoop == 0 {
-		n = min(len(p), s.rxCap-len(s.rx))
+		n = max(0, min(len(p), s.rxCap-len(s.rx)))
 		s.rx = append(s.rx, p[:n]...)
 	}
 	s.stats.InDropped += uint64(len(p) - n)
@@ -249,7 +249,7 @@ func (s *Serial) transmit(v uint8) {
 	s.thrPending = false
 	switch {
 	case s.mcr&mcrLoop != 0:
-		if len(s.rx) >= loopbackFIFO {
+		if len(s.rx) >= min(loopbackFIFO, s.rxCap) {
 			s.lsr |= lsrOE
 		} else {
 			s.rx = append(s.rx, v)
