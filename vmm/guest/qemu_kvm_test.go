@@ -1,0 +1,143 @@
+package guest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smolvm/smolvm/internal/kvmtest"
+)
+
+// QEMUBootArgs is the reference boot that `smolvm boot` is compared with:
+// QEMU/KVM, 2 vCPUs, 256 MiB, the default kernel and initramfs.
+func qemuBootArgs(kernel, initrd, cmdline string) []string {
+	return []string{
+		"-accel", "kvm", "-smp", "2", "-m", "256",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-serial", "stdio",
+		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+	}
+}
+
+type bootResult struct {
+	toReady time.Duration // QEMU start to the ReadyMarker line
+	uptime  string        // guest uptime /init printed just before it
+	console []string
+}
+
+// bootQEMU boots the default guest under QEMU/KVM with script as smolvm.cmd
+// and returns when QEMU exits; the guest must print ReadyMarker and exit 0.
+func bootQEMU(t testing.TB, script string) bootResult {
+	t.Helper()
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Fatal("qemu-system-x86_64 missing: run make deps")
+	}
+	kernel, err := Kernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd, err := Initramfs(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmdline := "console=ttyS0 panic=-1 quiet " + CmdParam(script)
+	cmd := exec.CommandContext(ctx, qemu, qemuBootArgs(kernel, initrd, cmdline)...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var r bootResult
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		r.console = append(r.console, line)
+		switch {
+		case line == ReadyMarker && r.toReady == 0:
+			r.toReady = time.Since(start)
+		case strings.HasPrefix(line, "smolvm-init: uptime "):
+			r.uptime = strings.TrimPrefix(line, "smolvm-init: uptime ")
+		}
+	}
+	io.Copy(io.Discard, out)
+	werr := cmd.Wait()
+	console := strings.Join(r.console, "\n")
+	if ctx.Err() != nil {
+		t.Fatalf("QEMU killed after 3 minutes; console:\n%s", console)
+	}
+	if werr != nil {
+		t.Fatalf("QEMU: %v: %s; console:\n%s", werr, stderr.String(), console)
+	}
+	if r.toReady == 0 {
+		t.Fatalf("no %q line; console:\n%s", ReadyMarker, console)
+	}
+	if !strings.Contains(console, ExitMarkerPrefix+"0") {
+		t.Fatalf("the smolvm.cmd script did not exit 0; console:\n%s", console)
+	}
+	if strings.Contains(console, "insmod") {
+		t.Fatalf("a module failed to load; console:\n%s", console)
+	}
+	return r
+}
+
+// TestKVMQEMUBootToReady boots the default guest under QEMU/KVM (the
+// reference `smolvm boot` is measured against, in the same lab run), checks
+// that /init loaded the virtio modules, ran the smolvm.cmd script and
+// powered off, and logs boot-to-ready times.
+func TestKVMQEMUBootToReady(t *testing.T) {
+	kvmtest.Require(t)
+	const script = `echo "cpus=$(grep -c ^processor /proc/cpuinfo)"
+for m in virtio_pci virtio_blk virtio_net virtio_rng virtio_console vmw_vsock_virtio_transport; do
+	grep -q "^$m " /proc/modules || echo "module $m not loaded"
+done
+echo 'quoted "args" ok'`
+	var times []time.Duration
+	for i := 0; i < 3; i++ {
+		r := bootQEMU(t, script)
+		console := strings.Join(r.console, "\n")
+		for _, want := range []string{"cpus=2", `quoted "args" ok`} {
+			if !strings.Contains(console, want) {
+				t.Fatalf("console lacks %q:\n%s", want, console)
+			}
+		}
+		if strings.Contains(console, "not loaded") {
+			t.Fatalf("modules missing:\n%s", console)
+		}
+		t.Logf("boot %d: QEMU/KVM start to %q: %v (guest uptime %s s) [%s]", i+1, ReadyMarker, r.toReady.Round(time.Millisecond), r.uptime, kvmtest.Label())
+		times = append(times, r.toReady)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	t.Logf("QEMU/KVM boot to ready, median of %d: %v [%s]; command: qemu-system-x86_64 %s",
+		len(times), times[len(times)/2].Round(time.Millisecond), kvmtest.Label(),
+		strings.Join(qemuBootArgs("KERNEL", "INITRD", "console=ttyS0 panic=-1 quiet smolvm.cmd=..."), " "))
+}
+
+// BenchmarkQEMUBootToReady reports QEMU/KVM's boot-to-ReadyMarker time for
+// the default guest, in seconds per boot. In the lab:
+//
+//	go run ./internal/lab/cmd/labrun -- sh -c 'cd vmm/guest && go test -run ^$ -bench QEMUBootToReady -benchtime 3x'
+func BenchmarkQEMUBootToReady(b *testing.B) {
+	kvmtest.Require(b)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		total += bootQEMU(b, "true").toReady
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/boot")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("%s", fmt.Sprint(kvmtest.Label()))
+}
