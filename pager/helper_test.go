@@ -61,8 +61,34 @@ type helperConfig struct {
 	Prefetch     *WorkingSet `json:"prefetch"`
 	WaitPrefetch bool        `json:"wait_prefetch"`
 
+	// Source, when set, is a file holding the expected image bytes
+	// (a real bundle's input) instead of the fake generator's.
+	Source string `json:"source"`
+	// MapPath, in mode "mmap", is the file to map (a memory file on a
+	// FUSE mount) instead of registering a userfaultfd.
+	MapPath  string      `json:"map_path"`
+	Populate *WorkingSet `json:"populate"`
+
 	// server
 	DelayMs int `json:"delay_ms"`
+}
+
+// expected gives a page's expected bytes.
+type expected interface{ FillPage(p int64, dst []byte) }
+
+type fileExpected struct{ f *os.File }
+
+func (e fileExpected) FillPage(p int64, dst []byte) {
+	clear(dst)
+	e.f.ReadAt(dst, p*PageSize)
+}
+
+func expectedFor(cfg *helperConfig) (expected, error) {
+	if cfg.Source == "" {
+		return fakeimage.New(cfg.Image), nil
+	}
+	f, err := os.Open(cfg.Source)
+	return fileExpected{f}, err
 }
 
 type helperResult struct {
@@ -83,6 +109,8 @@ func runHelper(s string) int {
 		return runClientHelper(&cfg)
 	case "server":
 		return runServerHelper(&cfg)
+	case "mmap":
+		return runMmapHelper(&cfg)
 	}
 	fmt.Fprintln(os.Stderr, "unknown helper mode", cfg.Mode)
 	return exitSetup
@@ -184,8 +212,7 @@ func touchOrder(cfg *helperConfig) [][]int64 {
 
 func runClientHelper(cfg *helperConfig) int {
 	ctx := context.Background()
-	im := fakeimage.New(cfg.Image)
-	g, err := newGuestMemory(im.Name(), cfg.Image.Pages, cfg.Split)
+	g, err := newGuestMemory("memory", cfg.Image.Pages, cfg.Split)
 	if err != nil {
 		return fail(exitSetup, "mmap: %v", err)
 	}
@@ -223,6 +250,32 @@ func runClientHelper(cfg *helperConfig) int {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	exp, err := expectedFor(cfg)
+	if err != nil {
+		return fail(exitSetup, "%v", err)
+	}
+	touched, elapsed, code := touchPages(cfg, exp, g.page)
+	if code != exitOK {
+		return code
+	}
+	res := helperResult{Touched: touched, TouchNs: int64(elapsed)}
+	if res.WorkingSet, err = c.Ready(ctx); err != nil {
+		return fail(exitSetup, "ready: %v", err)
+	}
+	if res.Stats, err = c.Stats(ctx); err != nil {
+		return fail(exitSetup, "stats: %v", err)
+	}
+	b, _ := json.Marshal(res)
+	if err := os.WriteFile(cfg.Out, b, 0o644); err != nil {
+		return fail(exitSetup, "%v", err)
+	}
+	c.Close()
+	return exitOK
+}
+
+// touchPages reads every page of the touch order from cfg.Threads threads
+// and checks it against exp.
+func touchPages(cfg *helperConfig, exp expected, page func(int64) []byte) (int64, time.Duration, int) {
 	order := touchOrder(cfg)
 	var mismatches, touched atomic.Int64
 	var wg sync.WaitGroup
@@ -246,8 +299,8 @@ func runClientHelper(cfg *helperConfig) int {
 				defer unix.Close(pw)
 			}
 			for _, p := range pages {
-				im.FillPage(p, want)
-				mem := g.page(p)
+				exp.FillPage(p, want)
+				mem := page(p)
 				if cfg.Method == "syscall" {
 					// The kernel reads the page (copy_from_user): the
 					// fault happens inside a syscall, as in KVM_RUN.
@@ -270,20 +323,36 @@ func runClientHelper(cfg *helperConfig) int {
 	wg.Wait()
 	elapsed := time.Since(start)
 	if mismatches.Load() > 0 {
-		return fail(exitMismatch, "%d pages with wrong bytes", mismatches.Load())
+		return 0, 0, fail(exitMismatch, "%d pages with wrong bytes", mismatches.Load())
 	}
-	res := helperResult{Touched: touched.Load(), TouchNs: int64(elapsed)}
-	if res.WorkingSet, err = c.Ready(ctx); err != nil {
-		return fail(exitSetup, "ready: %v", err)
+	return touched.Load(), elapsed, exitOK
+}
+
+func runMmapHelper(cfg *helperConfig) int {
+	m, err := MapFile(cfg.MapPath, 0, cfg.Image.Pages*PageSize)
+	if err != nil {
+		return fail(exitSetup, "%v", err)
 	}
-	if res.Stats, err = c.Stats(ctx); err != nil {
-		return fail(exitSetup, "stats: %v", err)
+	defer m.Close()
+	exp, err := expectedFor(cfg)
+	if err != nil {
+		return fail(exitSetup, "%v", err)
 	}
-	b, _ := json.Marshal(res)
+	start := time.Now()
+	if cfg.Populate != nil {
+		if err := m.Populate(cfg.Populate, "memory", 0, PopulateRead); err != nil {
+			return fail(exitSetup, "%v", err)
+		}
+	}
+	touched, elapsed, code := touchPages(cfg, exp, func(p int64) []byte { return m.Mem[p*PageSize:][:PageSize] })
+	if code != exitOK {
+		return code
+	}
+	_ = elapsed // TouchNs includes the populate step
+	b, _ := json.Marshal(helperResult{Touched: touched, TouchNs: int64(time.Since(start))})
 	if err := os.WriteFile(cfg.Out, b, 0o644); err != nil {
 		return fail(exitSetup, "%v", err)
 	}
-	c.Close()
 	return exitOK
 }
 
@@ -351,10 +420,12 @@ func startChild(t testing.TB, cfg helperConfig, env ...string) (*exec.Cmd, *byte
 	return cmd, &stderr
 }
 
-// runClient runs a client child to completion, bounded by limit.
+// runClient runs a client (or mmap) child to completion, bounded by limit.
 func runClient(t testing.TB, cfg helperConfig, limit time.Duration, env ...string) childOutcome {
 	t.Helper()
-	cfg.Mode = "client"
+	if cfg.Mode == "" {
+		cfg.Mode = "client"
+	}
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join(t.TempDir(), "result.json")
 	}

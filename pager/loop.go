@@ -179,7 +179,7 @@ func (l *faultLoop) faultErr(err error, addr uint64, r *region, page int64, fram
 }
 
 // maxZeroRun bounds how many zero pages one zero fault fills ahead.
-const maxZeroRun = 16
+const maxZeroRun = 64
 
 // zeroRun counts the missing zero pages from idx on (at least 1).
 func (l *faultLoop) zeroRun(r *region, idx int64) int64 {

@@ -97,6 +97,9 @@ func (s *Server) fetch(ctx context.Context, c *counters, img chunkstore.Image, f
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if errors.Is(err, chunkstore.ErrCorrupt) {
+			break // the same bytes will fail the same way
+		}
 	}
-	return nil, fmt.Errorf("%s frame %d: %d attempts failed, last: %w", img.Name(), frame, retries+1, lastErr)
+	return nil, fmt.Errorf("%s frame %d: %w", img.Name(), frame, lastErr)
 }
