@@ -132,10 +132,13 @@ func WriteFile(path string, size int64, mix Mix, seed uint64) error {
 	return f.Close()
 }
 
-// Mutate rewrites a fraction of the pages of the image at path, chosen at
-// random (deterministic for seed), with new random or text pages; it
-// returns the number of pages rewritten.
-func Mutate(path string, fraction float64, seed uint64) (int, error) {
+// Mutate rewrites a fraction of the image's pages, chosen at random
+// (deterministic for seed), and returns how many it rewrote. With dataOnly
+// the fraction is of the non-zero pages and each keeps its kind (a text page
+// gets new text, any other page new random bytes): the pages a running guest
+// dirties. Without it, any page may be chosen (zero pages too) and gets
+// random or text content.
+func Mutate(path string, fraction float64, seed uint64, dataOnly bool) (int, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return 0, err
@@ -146,15 +149,55 @@ func Mutate(path string, fraction float64, seed uint64) (int, error) {
 		return 0, err
 	}
 	pages := int(st.Size() / pageSize)
-	n := int(float64(pages) * fraction)
-	g := NewGenerator(Mix{Random: 1, Text: 1}, seed)
-	perm := g.rng.Perm(pages)[:n]
 	page := make([]byte, pageSize)
-	for _, pg := range perm {
-		g.Fill(page, KindRandom+g.rng.IntN(2))
+	var candidates []int
+	kinds := map[int]int{}
+	for i := 0; i < pages; i++ {
+		if !dataOnly {
+			candidates = append(candidates, i)
+			continue
+		}
+		if _, err := f.ReadAt(page, int64(i)*pageSize); err != nil {
+			return 0, err
+		}
+		if k := kindOf(page); k != KindZero {
+			candidates = append(candidates, i)
+			kinds[i] = k
+		}
+	}
+	g := NewGenerator(Mix{Random: 1, Text: 1}, seed)
+	n := int(float64(len(candidates)) * fraction)
+	for _, j := range g.rng.Perm(len(candidates))[:n] {
+		pg := candidates[j]
+		k, ok := kinds[pg]
+		if !ok {
+			k = KindRandom + g.rng.IntN(2)
+		}
+		g.Fill(page, k)
 		if _, err := f.WriteAt(page, int64(pg)*pageSize); err != nil {
 			return 0, err
 		}
 	}
 	return n, f.Close()
+}
+
+// kindOf classifies a page: zero, text (printable ASCII and newlines) or
+// random (anything else).
+func kindOf(p []byte) int {
+	zero, text := true, true
+	for _, c := range p {
+		if c != 0 {
+			zero = false
+		}
+		if c != '\n' && (c < 0x20 || c > 0x7e) {
+			text = false
+		}
+		if !zero && !text {
+			return KindRandom
+		}
+	}
+	if zero {
+		return KindZero
+	}
+	return KindText
 }

@@ -2,7 +2,7 @@
 // text-like pages) or mutates one; used by scripts/demo.sh.
 //
 //	gen -o FILE -size 256M [-seed N] [-zero 0.6 -random 0.2 -text 0.2]
-//	gen -mutate FILE -fraction 0.05 [-seed N]
+//	gen -mutate FILE -fraction 0.05 [-seed N] [-any]
 package main
 
 import (
@@ -24,9 +24,10 @@ func main() {
 	text := flag.Float64("text", sampleimage.MemoryMix.Text, "share of text-like pages")
 	mutate := flag.String("mutate", "", "image to mutate in place")
 	fraction := flag.Float64("fraction", 0.05, "share of pages -mutate rewrites")
+	anyPage := flag.Bool("any", false, "-mutate may pick zero pages too (default: only data pages, same kind)")
 	flag.Parse()
 	if *mutate != "" {
-		n, err := sampleimage.Mutate(*mutate, *fraction, *seed)
+		n, err := sampleimage.Mutate(*mutate, *fraction, *seed, !*anyPage)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "gen:", err)
 			os.Exit(1)
