@@ -207,3 +207,28 @@ func TestWriteBootParamsHighInitrd(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSetupBoot measures preparing guest memory for a boot of the
+// installed Debian kernel with a 16 MiB initrd (copying dominates).
+func BenchmarkSetupBoot(b *testing.B) {
+	paths := realKernels(b)
+	data, err := os.ReadFile(paths[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := ParseBzImage(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const memSize = 256 << 20
+	mem := make([]byte, memSize)
+	initrd := make([]byte, 16<<20)
+	cfg := BootConfig{Kernel: k, Initrd: initrd, Cmdline: "console=ttyS0", MemSize: memSize, CPUs: 2}
+	b.SetBytes(int64(len(k.Kernel) + len(initrd)))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := SetupBoot(mem, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
