@@ -27,8 +27,11 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envChild) == "serve" {
+	switch os.Getenv(envChild) {
+	case "serve":
 		os.Exit(serveChild(os.Args[len(os.Args)-1]))
+	case "mapper":
+		os.Exit(mapperChild(os.Args[len(os.Args)-1]))
 	}
 	os.Exit(m.Run())
 }
@@ -224,3 +227,5 @@ func backends(t *testing.T, spec fakeSpec, f func(t *testing.T, spec fakeSpec)) 
 		})
 	}
 }
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

@@ -41,6 +41,10 @@ type Options struct {
 	Logger *log.Logger
 	// Debug logs every FUSE request (very verbose).
 	Debug bool
+	// CopyReads answers image reads through Image.ReadAt (one copy into
+	// the request buffer) instead of the default: a vector of slices of
+	// the cached frames, gathered by the kernel (no copy in the daemon).
+	CopyReads bool
 }
 
 // attrTimeout: the content never changes while mounted, so the kernel may
@@ -74,6 +78,7 @@ func Mount(dir string, b Bundle, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.copyReads = opts.CopyReads
 	abs, err := canonicalMountPoint(dir)
 	if err != nil {
 		return nil, err
@@ -95,8 +100,11 @@ func Mount(dir string, b Bundle, opts Options) (*Server, error) {
 			MaxBackground:     64,
 			DirectMountStrict: isRoot,
 			DisableXAttrs:     true,
-			Debug:             opts.Debug,
-			Logger:            opts.Logger,
+			// Replies are in-memory bytes: splice would only cost a pipe
+			// resize per read before falling back.
+			DisableSplice: true,
+			Debug:         opts.Debug,
+			Logger:        opts.Logger,
 		},
 	}
 	srv, err := fs.Mount(abs, root, fopts)

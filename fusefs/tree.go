@@ -15,6 +15,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/smolvm/smolvm/chunkstore"
 )
 
 // StatsName is the name of the statistics file at the mount's root.
@@ -28,6 +29,9 @@ type tree struct {
 	mtime   time.Time
 	blksize uint32
 	logger  *log.Logger
+	// copyReads: answer image reads by copying through Image.ReadAt
+	// instead of handing the kernel slices of cached frames.
+	copyReads bool
 }
 
 func newTree(b Bundle, mtime time.Time, blksize int, logger *log.Logger) (*tree, error) {
@@ -159,6 +163,14 @@ func (n *fileNode) Read(ctx context.Context, f fs.FileHandle, dest []byte, off i
 		return fuse.ReadResultData(nil), 0
 	}
 	want := min(int64(len(dest)), size-off)
+	if img, ok := n.c.(chunkstore.Image); ok && !n.t.copyReads {
+		res, err := readVector(ctx, img, off, want)
+		if err != nil {
+			return n.readFailed(len(dest), off, want, err)
+		}
+		n.t.stats.noteRead(len(dest), int(want), false)
+		return res, 0
+	}
 	got, err := n.c.ReadAt(dest[:want], off)
 	if int64(got) == want && errors.Is(err, io.EOF) {
 		err = nil
@@ -167,14 +179,19 @@ func (n *fileNode) Read(ctx context.Context, f fs.FileHandle, dest []byte, off i
 		err = fmt.Errorf("short read: %d of %d bytes", got, want)
 	}
 	if err != nil {
-		n.t.stats.noteRead(len(dest), 0, true)
-		if n.t.logger != nil {
-			n.t.logger.Printf("fusefs: read %s [%#x, +%#x): %v", n.name, off, want, err)
-		}
-		return nil, syscall.EIO
+		return n.readFailed(len(dest), off, want, err)
 	}
 	n.t.stats.noteRead(len(dest), got, false)
 	return fuse.ReadResultData(dest[:got]), 0
+}
+
+// readFailed counts and logs a failed read and answers EIO.
+func (n *fileNode) readFailed(requested int, off, want int64, err error) (fuse.ReadResult, syscall.Errno) {
+	n.t.stats.noteRead(requested, 0, true)
+	if n.t.logger != nil {
+		n.t.logger.Printf("fusefs: read %s [%#x, +%#x): %v", n.name, off, want, err)
+	}
+	return nil, syscall.EIO
 }
 
 // statsNode serves .stats: a JSON snapshot taken at open, never cached

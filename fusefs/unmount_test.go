@@ -3,8 +3,10 @@ package fusefs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -110,8 +112,22 @@ func TestUnmountHungDaemon(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// SIGSTOP takes effect asynchronously: wait until every thread of the
+	// daemon is stopped.
+	deadline := time.Now().Add(5 * time.Second)
+	for !allThreadsStopped(s.cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("daemon not stopped after 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	readErr := make(chan error, 1)
 	go func() { _, err := f.ReadAt(make([]byte, 4096), 1<<20); readErr <- err }()
+	select {
+	case err := <-readErr:
+		t.Fatalf("read answered by a stopped daemon: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
 	took := unmountBounded(t, s.dir, 15*time.Second)
 	t.Logf("unmount of a stopped daemon took %v", took)
 	select {
@@ -122,4 +138,22 @@ func TestUnmountHungDaemon(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("read blocked on a stopped daemon still hangs after abort")
 	}
+}
+
+func allThreadsStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return false
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false
+		}
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 || i+2 >= len(stat) || (stat[i+2] != 'T' && stat[i+2] != 't') {
+			return false
+		}
+	}
+	return true
 }
