@@ -21,6 +21,17 @@ type ConfigInterceptor interface {
 	ConfigWrite(offset int, data []byte)
 }
 
+// BARListener is implemented by devices that must know where their BARs
+// are decoded, e.g. to place ioeventfds on a virtio notify region. The Host
+// calls BARUnmapped when decoding of a BAR at addr stops (the guest disabled
+// decoding, moved the BAR, or a Restore changed it) and BARMapped when it
+// starts at addr. Both run with the Host's lock held and must not call the
+// Host.
+type BARListener interface {
+	BARMapped(bar int, addr uint64, io bool)
+	BARUnmapped(bar int, addr uint64, io bool)
+}
+
 // INTxGSI returns the GSI that INTx pin (1=INTA# .. 4=INTD#) of a slot is
 // wired to: 16 + ((slot + pin - 1) % 8). The arch package's ACPI _PRT
 // describes the same routing with pins numbered 0-3.

@@ -286,6 +286,9 @@ func (h *Host) remap(f *function) {
 				h.mapError(fmt.Errorf("pci: slot %d BAR %d: unmap %#x: %w", f.slot, i, old.base, err))
 			}
 			f.maps[i] = mapping{}
+			if l, ok := f.dev.(BARListener); ok {
+				l.BARUnmapped(i, old.base, old.io)
+			}
 		}
 		if !want.active {
 			continue
@@ -302,6 +305,9 @@ func (h *Host) remap(f *function) {
 			continue
 		}
 		f.maps[i] = want
+		if l, ok := f.dev.(BARListener); ok {
+			l.BARMapped(i, want.base, want.io)
+		}
 	}
 }
 

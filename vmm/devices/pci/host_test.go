@@ -2,6 +2,8 @@ package pci
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 
@@ -22,6 +24,27 @@ type fakeEndpoint struct {
 	writes      []barAccess
 	cfgWrites   []int
 	cfgReadHook bool
+	barEvents   []string
+}
+
+func (f *fakeEndpoint) BARMapped(bar int, addr uint64, io bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.barEvents = append(f.barEvents, fmt.Sprintf("map %d %#x %v", bar, addr, io))
+}
+
+func (f *fakeEndpoint) BARUnmapped(bar int, addr uint64, io bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.barEvents = append(f.barEvents, fmt.Sprintf("unmap %d %#x %v", bar, addr, io))
+}
+
+func (f *fakeEndpoint) events() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.barEvents
+	f.barEvents = nil
+	return e
 }
 
 type barAccess struct {
@@ -272,8 +295,19 @@ func TestLinuxEnumeration(t *testing.T) {
 		t.Fatalf("pin %d line %d, want 1 and %d", pin, line, INTxGSI(fakeSlot, 1))
 	}
 
+	if e := ep.events(); e != nil {
+		t.Fatalf("BAR events before decoding was enabled: %v", e)
+	}
 	// pci_enable_device + bus master, then use the BARs.
 	c.write(fakeSlot, OffCommand, 2, cmd|CommandIO|CommandMemory|CommandBusMaster)
+	wantEvents := []string{
+		fmt.Sprintf("map 0 %#x false", bars[0].addr),
+		fmt.Sprintf("map 2 %#x false", bars[1].addr),
+		fmt.Sprintf("map 4 %#x true", bars[2].addr),
+	}
+	if e := ep.events(); !reflect.DeepEqual(e, wantEvents) {
+		t.Fatalf("BAR events on enable %q, want %q", e, wantEvents)
+	}
 	bus.MMIORead(bars[0].addr+0x12, buf)
 	if buf[0] != 0x02 || buf[1] != 0x03 {
 		t.Fatalf("BAR 0 read % x, want 02 03 ... (bar 0, offset 0x12)", buf)
@@ -296,6 +330,10 @@ func TestLinuxEnumeration(t *testing.T) {
 	bus.MMIOWrite(bars[1].addr, []byte{1})
 	if w := ep.lastWrite(); w.bar == 2 && w.offset == 0 {
 		t.Fatal("old BAR 2 address still decoded after the move")
+	}
+	wantEvents = []string{fmt.Sprintf("unmap 2 %#x false", bars[1].addr), fmt.Sprintf("map 2 %#x false", newAddr)}
+	if e := ep.events(); !reflect.DeepEqual(e, wantEvents) {
+		t.Fatalf("BAR events on move %q, want %q", e, wantEvents)
 	}
 	bus.MMIOWrite(newAddr+0x10, []byte{9})
 	if w := ep.lastWrite(); w.bar != 2 || w.offset != 0x10 {
@@ -564,5 +602,20 @@ func TestConcurrentConfigAndBAR(t *testing.T) {
 	}
 	if st := h.Stats(); st.MapErrors != 0 {
 		t.Fatalf("map errors while toggling: %v", st.LastMapErr)
+	}
+}
+
+// BenchmarkConfigRead is one Linux-style configuration read: address write
+// plus data read through the bus.
+func BenchmarkConfigRead(b *testing.B) {
+	h, bus, _ := newHost(b)
+	if err := h.AddDevice(fakeSlot, newFakeEndpoint(b, 1)); err != nil {
+		b.Fatal(err)
+	}
+	addr := []byte{0x00, fakeSlot << 3, 0, 0x80}
+	data := make([]byte, 4)
+	for b.Loop() {
+		bus.PortOut(DefaultConfigPort, addr)
+		bus.PortIn(DefaultConfigPort+4, data)
 	}
 }
