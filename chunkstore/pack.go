@@ -144,7 +144,8 @@ func PackTo(ctx context.Context, w io.Writer, opts PackOptions) (*PackResult, er
 
 	// Compression workers, and one writer that adds frames in order.
 	p.work = make(chan *packFrame, 2*opts.Workers)
-	p.order = make(chan *packFrame, 4*opts.Workers)
+	p.order = make(chan *packFrame, 4*opts.Workers+storeWriters)
+	puts := make(chan *packFrame, storeWriters)
 	var wg sync.WaitGroup
 	for i := 0; i < opts.Workers; i++ {
 		wg.Add(1)
@@ -154,9 +155,28 @@ func PackTo(ctx context.Context, w io.Writer, opts PackOptions) (*PackResult, er
 				f.raw = format.EncodeFrame(nil, f.data)
 				p.bufs.Put(f.data[:0]) //nolint:staticcheck // slices are fine in a Pool here
 				f.data = nil
+				if opts.Store != nil {
+					puts <- f
+					continue
+				}
 				close(f.done)
 			}
 		}()
+	}
+	// Store writes wait on file system latency more than on CPU: a wider
+	// pool does them in parallel; the writer only lists the frames.
+	var pwg sync.WaitGroup
+	if s := opts.Store; s != nil {
+		for range storeWriters {
+			pwg.Add(1)
+			go func() {
+				defer pwg.Done()
+				for f := range puts {
+					f.err = s.Put(ctx, format.FrameDigest(f.pages), f.raw, f.pages)
+					close(f.done)
+				}
+			}()
+		}
 	}
 	writeErr := make(chan error, 1)
 	go func() { writeErr <- p.writeFrames(fw) }()
@@ -178,6 +198,8 @@ func PackTo(ctx context.Context, w io.Writer, opts PackOptions) (*PackResult, er
 	close(p.work)
 	close(p.order)
 	wg.Wait()
+	close(puts)
+	pwg.Wait()
 	if err := <-writeErr; err != nil && packErr == nil {
 		packErr = err
 	}
@@ -241,6 +263,9 @@ func (p *packer) addKnown(f *packFrame) {
 		}
 	}
 }
+
+// storeWriters is the number of goroutines writing frames to a store.
+const storeWriters = 8
 
 // batchPages is how many pages are read and hashed at a time.
 const batchPages = 1024
@@ -399,12 +424,11 @@ func (p *packer) addNewFrame(fw *format.Writer, f *packFrame) error {
 	f.raw = nil
 	p.res.NewFrames++
 	p.res.NewBytes += int64(len(raw))
+	if f.err != nil {
+		return f.err
+	}
 	var err error
-	if s := p.opts.Store; s != nil {
-		d := format.FrameDigest(f.pages)
-		if err = s.Put(p.ctx, d, raw, f.pages); err != nil {
-			return err
-		}
+	if p.opts.Store != nil {
 		f.index, err = fw.AddExternalFrame(int64(len(raw)), f.pages)
 		p.res.ExternalFrames++
 	} else {

@@ -23,7 +23,7 @@ const (
 	MaxFramePages = 1024
 	// DefaultFramePages is the frame size pack uses unless told otherwise
 	// (chosen by measurement, docs/FORMAT.md "Frame size").
-	DefaultFramePages = 64
+	DefaultFramePages = 32
 	// MaxImageSize bounds an artifact's size (1 PiB) so page arithmetic
 	// cannot overflow.
 	MaxImageSize = 1 << 50

@@ -19,7 +19,11 @@ const (
 // a Reader fills them in.
 type Manifest struct {
 	// Format is "smolmachine/v1".
-	Format    string     `json:"format"`
+	Format string `json:"format"`
+	// TOC is the digest of the table of contents ("sha256:<hex>"), set by
+	// the Writer: through it the manifest digest covers every frame and
+	// extent, so it identifies the whole bundle.
+	TOC       string     `json:"toc"`
 	Config    Config     `json:"config"`
 	Artifacts []Artifact `json:"artifacts"`
 	// State names the artifact holding the saved machine state (an opaque

@@ -84,6 +84,9 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 	if err := checkManifest(m); err != nil {
 		return nil, fmt.Errorf("format: %w", err)
 	}
+	if m.TOC != t.TOCDigest.String() {
+		return nil, fmt.Errorf("format: %w: manifest names TOC %s, the trailer's TOC is %s", ErrCorrupt, m.TOC, t.TOCDigest)
+	}
 	if len(exts) != len(m.Artifacts) {
 		return nil, fmt.Errorf("format: %w: TOC lists %d artifacts, manifest %d", ErrCorrupt, len(exts), len(m.Artifacts))
 	}

@@ -138,6 +138,7 @@ func (w *Writer) Finish(m *Manifest) (Trailer, error) {
 	}
 	arts := slices.Clone(m.Artifacts)
 	toc := marshalTOC(w.frames, arts)
+	m.TOC = Digest(sha256.Sum256(toc)).String()
 	man, err := json.Marshal(m)
 	if err != nil {
 		return Trailer{}, fmt.Errorf("format: encoding manifest: %w", err)
@@ -145,7 +146,7 @@ func (w *Writer) Finish(m *Manifest) (Trailer, error) {
 	t := Trailer{
 		TOCOffset: w.off, TOCLength: int64(len(toc)),
 		ManifestOffset: w.off + int64(len(toc)), ManifestLength: int64(len(man)),
-		TOCDigest: sha256.Sum256(toc), ManifestDigest: sha256.Sum256(man),
+		TOCDigest: Digest(sha256.Sum256(toc)), ManifestDigest: sha256.Sum256(man),
 		Major: VersionMajor, Minor: VersionMinor,
 	}
 	if t.ManifestLength > MaxManifestSize {
