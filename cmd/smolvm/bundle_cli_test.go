@@ -53,8 +53,8 @@ func TestBundleCLI(t *testing.T) {
 			MemoryBytes int64 `json:"memory_bytes"`
 		} `json:"config"`
 		Stats struct {
-			Artifacts []struct{ Name string } `json:"artifacts"`
-			DedupRatio float64                `json:"dedup_ratio"`
+			Artifacts  []struct{ Name string } `json:"artifacts"`
+			DedupRatio float64                 `json:"dedup_ratio"`
 		} `json:"stats"`
 	}
 	if err := json.Unmarshal([]byte(out), &insp); err != nil || insp.Config.VCPUs != 2 || insp.Config.MemoryBytes != 64<<20 ||
