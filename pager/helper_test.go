@@ -75,6 +75,11 @@ type helperConfig struct {
 	NoCheck  bool        `json:"no_check"`
 	Populate *WorkingSet `json:"populate"`
 
+	// DropPages: after touching, MADV_DONTNEED the first DropPages pages
+	// and read them again: they must read as zeros (anonymous memory
+	// semantics), served without a hang.
+	DropPages int64 `json:"drop_pages"`
+
 	// server
 	DelayMs int `json:"delay_ms"`
 }
@@ -270,6 +275,11 @@ func runClientHelper(cfg *helperConfig) int {
 	if code != exitOK {
 		return code
 	}
+	if cfg.DropPages > 0 {
+		if code := dropAndReread(g.mems[0][:cfg.DropPages*PageSize]); code != exitOK {
+			return code
+		}
+	}
 	res := helperResult{Touched: touched, TouchNs: int64(elapsed), TotalNs: int64(time.Since(regStart)),
 		TouchP50: lat.quantile(0.5), TouchP99: lat.quantile(0.99)}
 	if res.WorkingSet, err = c.Ready(ctx); err != nil {
@@ -380,6 +390,29 @@ func runMmapHelper(cfg *helperConfig) int {
 		TouchP50: lat.quantile(0.5), TouchP99: lat.quantile(0.99)})
 	if err := os.WriteFile(cfg.Out, b, 0o644); err != nil {
 		return fail(exitSetup, "%v", err)
+	}
+	return exitOK
+}
+
+func dropAndReread(mem []byte) int {
+	if err := unix.Madvise(mem, unix.MADV_DONTNEED); err != nil {
+		return fail(exitSetup, "madvise: %v", err)
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return fail(exitSetup, "pipe: %v", err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	got := make([]byte, PageSize)
+	zero := make([]byte, PageSize)
+	for off := 0; off < len(mem); off += PageSize {
+		if err := pipeThrough(p[1], p[0], mem[off:off+PageSize], got); err != nil {
+			return fail(exitSetup, "dropped page %d: %v", off/PageSize, err)
+		}
+		if !bytes.Equal(got, zero) {
+			return fail(exitMismatch, "MISMATCH: dropped page %d reads %x..., want zeros", off/PageSize, got[:16])
+		}
 	}
 	return exitOK
 }

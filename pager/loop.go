@@ -122,11 +122,24 @@ func (l *faultLoop) handle(ctx context.Context, m uffd.Msg, start time.Time) err
 		return &FaultError{Addr: m.Address, Frame: -1, Page: -1, Reason: "address outside every registered region"}
 	}
 	if r.isFilled(idx) {
-		// Filled since the fault was queued (rest of a frame, prefetch):
-		// only the wake is missing.
-		l.c.wakeOnly.Add(1)
-		if err := uffd.Wake(l.fd, r.addr(idx), format.PageSize); err != nil {
+		// Filled since the fault was queued (rest of a frame, prefetch, a
+		// signal-interrupted fault repeated), or filled and then dropped by
+		// the VMM (MADV_DONTNEED: anonymous memory then reads as zeros).
+		// A zero page settles both: EEXIST in the first case, then wake.
+		done, err := uffd.ZeroPage(l.fd, r.addr(idx), format.PageSize, 0)
+		switch {
+		case err == nil && done == format.PageSize:
+			l.c.zeroPages.Add(1)
+			l.c.refilled.Add(1)
+		case err == unix.EEXIST:
+			l.c.wakeOnly.Add(1)
+			if err := uffd.Wake(l.fd, r.addr(idx), format.PageSize); err != nil {
+				return fmt.Errorf("%w: %v", errClientGone, err)
+			}
+		case err == unix.ESRCH || err == unix.ENOENT:
 			return fmt.Errorf("%w: %v", errClientGone, err)
+		default:
+			return l.faultErr(fmt.Errorf("UFFDIO_ZEROPAGE at %#x: %w", r.addr(idx), err), m.Address, r, r.firstPage+idx, -1)
 		}
 		l.c.latency.record(time.Since(start))
 		return nil

@@ -137,3 +137,52 @@ func TestServeDaemonKilled(t *testing.T) {
 		t.Errorf("client took %v to notice the daemon died", out.elapsed)
 	}
 }
+
+// Pages the VMM drops after they were served (MADV_DONTNEED, a balloon)
+// fault again and read as zeros, as anonymous memory does.
+func TestServeDroppedPages(t *testing.T) {
+	cfg := testImageConfig(1024)
+	sock := testServer(t, &Server{Open: openOnly(fakeimage.New(cfg))})
+	out := runClient(t, helperConfig{Socket: sock, Image: cfg, Pattern: "seq", Threads: 2, Method: "direct", DropPages: 64}, 30*time.Second)
+	if out.code != exitOK {
+		t.Fatalf("client exit %d\n%s", out.code, out.stderr)
+	}
+	if st := out.res.Stats; st.Refilled != 64 {
+		t.Errorf("refilled %d pages, want the 64 dropped: %+v", st.Refilled, st)
+	}
+}
+
+// One daemon serves several VMs at once, and a VM killed mid-run does not
+// disturb the others or leak its session (the server's cleanup waits for
+// every session to end).
+func TestServeSeveralVMs(t *testing.T) {
+	cfg := testImageConfig(2048)
+	im := fakeimage.New(cfg)
+	im.SetDelay(2 * time.Millisecond)
+	sock := testServer(t, &Server{Open: openOnly(im)})
+
+	victim, _ := startChild(t, helperConfig{Mode: "client", Socket: sock, Image: cfg, Pattern: "seq", Threads: 1, Method: "syscall",
+		Out: t.TempDir() + "/victim.json"})
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan childOutcome, 3)
+	for i, pattern := range []string{"seq", "random", "same"} {
+		go func() {
+			results <- runClient(t, helperConfig{Socket: sock, Image: cfg, Pattern: pattern, Threads: 1 + i, Method: "direct"}, 60*time.Second)
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	victim.Process.Kill()
+	victim.Wait()
+	for range 3 {
+		select {
+		case out := <-results:
+			if out.code != exitOK {
+				t.Errorf("client exit %d\n%s", out.code, out.stderr)
+			}
+		case <-time.After(90 * time.Second):
+			t.Fatal("a client did not finish in 90s")
+		}
+	}
+}
