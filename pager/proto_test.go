@@ -250,3 +250,26 @@ func FuzzReadMessage(f *testing.F) {
 }
 
 func osNewFile(fd int) *os.File { return os.NewFile(uintptr(fd), "socketpair") }
+
+// An fd sent with anything but register is closed, never used by a later
+// register.
+func TestProtocolStrayFD(t *testing.T) {
+	sock := testServer(t, &Server{Open: openOnly(fakeimage.New(testImageConfig(8)))})
+	rc := dialRaw(t, sock)
+	rc.send(&message{Type: msgHello, Version: ProtocolVersion}, -1)
+	rc.recv()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	rc.send(&message{Type: msgStats, ID: 1}, p[0])
+	if r := rc.recv(); r.Stats == nil {
+		t.Fatalf("stats reply %+v", r)
+	}
+	rc.send(&message{Type: msgRegister, ID: 2, Regions: []Region{{HostAddr: 0x10000, Length: 4096, Artifact: "memory"}}}, -1)
+	if r := rc.recv(); r.Type != msgError || !strings.Contains(r.Error, "no userfaultfd attached") {
+		t.Fatalf("register after a stray fd: %+v", r)
+	}
+}

@@ -71,6 +71,7 @@ func (s *Server) ServeConn(ctx context.Context, conn *net.UnixConn) error {
 			return fmt.Errorf("pager: read from client: %w", err)
 		}
 		reply := ss.handle(ctx, m, rd)
+		rd.closeFDs() // an fd that came with anything but a register
 		reply.ID = m.ID
 		if err := ss.write(reply); err != nil {
 			return err
@@ -163,6 +164,11 @@ func (ss *session) register(ctx context.Context, m *message, fd int) error {
 	// userfaultfd for an address space that has this range.
 	if err := uffd.Wake(fd, uintptr(regions[0].HostAddr), format.PageSize); err != nil {
 		return fmt.Errorf("pager: register: attached fd is not a usable userfaultfd: %w", err)
+	}
+	// The loop reads until EAGAIN and waits in poll: the fd must not block
+	// (the flag is on the file description the VMM shares; it never reads).
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return fmt.Errorf("pager: register: userfaultfd: %w", err)
 	}
 	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
