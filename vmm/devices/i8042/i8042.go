@@ -20,6 +20,7 @@ const (
 	StatusIBF     = 0x02 // input buffer full: never set, commands complete at once
 	StatusSys     = 0x04 // system flag (self-test passed)
 	StatusCmd     = 0x08 // last write was to the command port
+	StatusUnlock  = 0x10 // keyboard not inhibited (Linux warns "Keylock active" without it)
 	StatusAuxOBF  = 0x20 // the byte in the output buffer is from the mouse port
 	StatusTimeout = 0x40 // the addressed device did not answer
 )
@@ -87,6 +88,11 @@ type Controller struct {
 	lastCmd bool     // last write went to the command port
 	queue   []Answer // answers not yet read, oldest first
 	resets  uint64
+
+	kbdIRQ, auxIRQ     devices.IRQLine // optional (SetIRQs)
+	kbdLevel, auxLevel bool
+	irqErrors          uint64
+	lastIRQErr         error
 }
 
 // New returns a controller on the given ports; reset is called (on the vCPU
@@ -109,6 +115,53 @@ func (c *Controller) Register(b *devices.Bus) error {
 		}
 	}
 	return nil
+}
+
+// SetIRQs gives the controller its keyboard (ISA IRQ 1) and mouse (ISA IRQ
+// 12) lines; either may be nil. Without them every answer is polled, which
+// is all Linux's reboot path needs; with them a guest that probes the
+// controller gets its interrupt-driven answers (the AUX IRQ delivery test,
+// keyboard and mouse timeouts) at once. Call it before the guest runs.
+func (c *Controller) SetIRQs(kbd, aux devices.IRQLine) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.kbdIRQ, c.auxIRQ = kbd, aux
+	c.updateIRQs(true)
+}
+
+// IRQErrors returns how many SetLevel calls failed, and the last error.
+func (c *Controller) IRQErrors() (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.irqErrors, c.lastIRQErr
+}
+
+// updateIRQs drives each line high while the byte at the head of the output
+// buffer belongs to its port and the command byte enables its interrupt.
+// Callers hold c.mu.
+func (c *Controller) updateIRQs(force bool) {
+	kbd, aux := false, false
+	if len(c.queue) > 0 {
+		if c.queue[0].Aux {
+			aux = c.ctr&ctrAuxInt != 0
+		} else {
+			kbd = c.ctr&ctrKbdInt != 0
+		}
+	}
+	c.setLevel(c.kbdIRQ, &c.kbdLevel, kbd, force)
+	c.setLevel(c.auxIRQ, &c.auxLevel, aux, force)
+}
+
+func (c *Controller) setLevel(line devices.IRQLine, cur *bool, high, force bool) {
+	if line == nil || (*cur == high && !force) {
+		return
+	}
+	if err := line.SetLevel(high); err != nil {
+		c.irqErrors++
+		c.lastIRQErr = err
+		return
+	}
+	*cur = high
 }
 
 // Resets returns how many times the guest asked for a reset.
@@ -134,12 +187,17 @@ func (c *Controller) PortIn(port uint16, data []byte) {
 		if len(c.queue) > 0 {
 			data[0] = c.queue[0].Value
 			c.queue = c.queue[1:]
+			// Each byte is its own interrupt: drop the lines so the next
+			// byte, if any, makes a fresh edge.
+			c.setLevel(c.kbdIRQ, &c.kbdLevel, false, false)
+			c.setLevel(c.auxIRQ, &c.auxLevel, false, false)
+			c.updateIRQs(false)
 		}
 	}
 }
 
 func (c *Controller) status() uint8 {
-	s := uint8(StatusSys)
+	s := uint8(StatusSys | StatusUnlock)
 	if c.lastCmd {
 		s |= StatusCmd
 	}
@@ -174,6 +232,7 @@ func (c *Controller) PortOut(port uint16, data []byte) {
 	if doReset {
 		c.resets++
 	}
+	c.updateIRQs(false)
 	c.mu.Unlock()
 	if doReset {
 		c.reset()

@@ -35,5 +35,6 @@ func (c *Controller) Restore(st State) error {
 	defer c.mu.Unlock()
 	c.ctr, c.outPort, c.pending, c.lastCmd = st.CommandByte, st.OutputPort, st.PendingCommand, st.LastWasCommand
 	c.queue = append([]Answer(nil), st.Queue...)
+	c.updateIRQs(true)
 	return nil
 }
