@@ -260,8 +260,9 @@ func (c *ConfigSpace) Save() ConfigState {
 }
 
 // Restore replaces the bytes with st after checking that st describes the
-// same function: identity, header type, BAR flag bits and capability
-// pointer must match.
+// same function: identity, header type, BAR flag bits and the capability
+// chain must match. For a function on a Host use Host.Restore, which also
+// re-registers the BAR ranges.
 func (c *ConfigSpace) Restore(st ConfigState) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
