@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -102,10 +103,18 @@ func slicesEqual(a, b []string) bool {
 	return true
 }
 
-func TestReadsMatchSource(t *testing.T) { backends(t, smallSpec(), testReadsMatchSource) }
+func TestReadsMatchSource(t *testing.T) {
+	backends(t, smallSpec(), func(t *testing.T, spec fakeSpec) {
+		for _, copyReads := range []bool{false, true} {
+			t.Run(fmt.Sprintf("copy=%v", copyReads), func(t *testing.T) {
+				testReadsMatchSource(t, spec, &Options{CopyReads: copyReads, MaxRead: 256 << 10})
+			})
+		}
+	})
+}
 
-func testReadsMatchSource(t *testing.T, spec fakeSpec) {
-	s := serve(t, spec, nil)
+func testReadsMatchSource(t *testing.T, spec fakeSpec, opts *Options) {
+	s := serve(t, spec, opts)
 	for _, is := range spec.Images {
 		t.Run(filepath.Base(is.Name), func(t *testing.T) {
 			got, err := os.ReadFile(filepath.Join(s.dir, is.Name))
