@@ -377,3 +377,41 @@ func testConcurrentReaders(t *testing.T, spec fakeSpec) {
 		t.Errorf("fetched %d frames, want each of %d once", st.FramesFetched, frames)
 	}
 }
+
+// TestZeroPagesFetchNothing: reading zero pages on a fresh mount returns
+// zeros and fetches no frame.
+func TestZeroPagesFetchNothing(t *testing.T) {
+	backends(t, smallSpec(), func(t *testing.T, spec fakeSpec) {
+		s := serve(t, spec, nil)
+		is := spec.Images[0]
+		f, err := os.Open(filepath.Join(s.dir, is.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
+		zeroPages := 0
+		for p := int64(0); p < is.Size/4096 && zeroPages < 20; p++ {
+			// Pages deep inside a zero run, so no readahead reaches data.
+			if !pageIsZero(is.Seed, p-1) || !pageIsZero(is.Seed, p) || !pageIsZero(is.Seed, p+1) {
+				continue
+			}
+			buf := make([]byte, 4096)
+			buf[0] = 1
+			if _, err := f.ReadAt(buf, p*4096); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf, make([]byte, 4096)) {
+				t.Fatalf("zero page %d read non-zero bytes", p)
+			}
+			zeroPages++
+		}
+		fst, st := readStats(t, s.dir)
+		if zeroPages == 0 || fst.Reads == 0 {
+			t.Fatalf("read %d zero pages in %d READs: the test read nothing", zeroPages, fst.Reads)
+		}
+		if st.FramesFetched != 0 {
+			t.Errorf("reading %d zero pages fetched %d frames, want 0", zeroPages, st.FramesFetched)
+		}
+	})
+}
