@@ -157,4 +157,3 @@ func newHost(t testing.TB) (*Host, *devices.Bus, conf1) {
 	}
 	return h, bus, conf1{bus}
 }
-
