@@ -1,7 +1,6 @@
 package format
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -75,9 +74,8 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 		return nil, fmt.Errorf("format: %w", err)
 	}
 	br := &Reader{r: r, size: size, trailer: t, frames: frames, index: make(map[Digest]int, len(frames))}
-	dec := json.NewDecoder(bytes.NewReader(man))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&br.manifest); err != nil {
+	// Unknown fields are ignored: a later minor version may add some.
+	if err := json.Unmarshal(man, &br.manifest); err != nil {
 		return nil, fmt.Errorf("format: %w: manifest JSON: %v", ErrCorrupt, err)
 	}
 	m := &br.manifest
