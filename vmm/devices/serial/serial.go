@@ -34,7 +34,7 @@ type Config struct {
 type Stats struct {
 	OutBytes     uint64 // bytes handed to Out
 	OutDropped   uint64 // guest bytes dropped because the output buffer was full
-	InDropped    uint64 // host bytes dropped because the receive FIFO was full
+	InDropped    uint64 // host bytes Input refused (FIFO full or loopback); lost unless the caller retries them
 	WriteErrors  uint64 // Out.Write calls that failed (their bytes are dropped)
 	IRQErrors    uint64 // IRQLine.SetLevel calls that failed
 	LastWriteErr error
@@ -123,10 +123,10 @@ func (s *Serial) Stats() Stats {
 }
 
 // Input queues host bytes for the guest to read and raises the RX interrupt.
-// It returns how many bytes were queued; the rest did not fit in the receive
-// FIFO and were dropped (counted in Stats.InDropped). While the UART is in
-// loopback mode its receiver is disconnected from the line and every byte is
-// dropped.
+// It returns how many bytes (a prefix of p) were queued; the rest did not
+// fit in the receive FIFO and are counted in Stats.InDropped; a caller may
+// offer them again later. While the UART is in loopback mode its receiver is
+// disconnected from the line and nothing is queued.
 func (s *Serial) Input(p []byte) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
