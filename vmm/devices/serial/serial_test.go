@@ -195,14 +195,24 @@ func TestOutput(t *testing.T) {
 	}
 }
 
-// blockingWriter blocks every Write until release is closed.
+// blockingWriter blocks every Write until release is closed; entered gets
+// a value each time a Write starts (if anyone listens).
 type blockingWriter struct {
 	release chan struct{}
+	entered chan struct{}
 	mu      sync.Mutex
 	got     []byte
 }
 
+func newBlockingWriter() *blockingWriter {
+	return &blockingWriter{release: make(chan struct{}), entered: make(chan struct{}, 16)}
+}
+
 func (w *blockingWriter) Write(p []byte) (int, error) {
+	select {
+	case w.entered <- struct{}{}:
+	default:
+	}
 	<-w.release
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -214,24 +224,31 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 // reports the transmitter busy, drops (and counts) what is written anyway,
 // and raises THRE once the writer catches up.
 func TestSlowWriterBackpressure(t *testing.T) {
-	w := &blockingWriter{release: make(chan struct{})}
+	w := newBlockingWriter()
 	s, irq, bus := newUART(t, Config{Out: w, OutBuffer: 8})
 	p := uint16(com1)
 	dt.Out8(bus, p+regIER, ierTHRE)
 	dt.In8(bus, p+regIIR) // ack the enable-time THRE
 	deadline := time.Now().Add(5 * time.Second)
-	sent := 0
-	// The goroutine takes the first batch and blocks in Write; keep writing
-	// until the second buffer is full too.
+	// The goroutine takes the first byte and blocks in Write.
+	dt.Out8(bus, p+regData, '<')
+	sent := 1
+	select {
+	case <-w.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("writer never called")
+	}
+	dt.In8(bus, p+regIIR) // ack THRE from that write
+	// Now exactly OutBuffer more bytes fit.
 	for dt.In8(bus, p+regLSR)&lsrTHRE != 0 {
-		if time.Now().After(deadline) {
+		if sent > 100 {
 			t.Fatal("buffer never filled")
 		}
 		dt.Out8(bus, p+regData, 'a'+byte(sent%26))
 		sent++
-		if sent%8 == 0 {
-			time.Sleep(time.Millisecond)
-		}
+	}
+	if sent != 1+8 {
+		t.Fatalf("THRE cleared after %d bytes, want 9 (1 in Write + an 8-byte buffer)", sent)
 	}
 	if lsr := dt.In8(bus, p+regLSR); lsr&(lsrTHRE|lsrTEMT) != 0 {
 		t.Fatalf("LSR %#x: THRE/TEMT set with a full buffer", lsr)
@@ -267,13 +284,13 @@ func TestCloseBoundedWithStuckWriter(t *testing.T) {
 	old := CloseTimeout
 	CloseTimeout = 50 * time.Millisecond
 	defer func() { CloseTimeout = old }()
-	w := &blockingWriter{release: make(chan struct{})}
+	w := newBlockingWriter()
 	s, err := New(Config{Base: com1, Out: w})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dt.Out8(s, com1, 'x')
-	time.Sleep(10 * time.Millisecond) // let the goroutine enter Write
+	<-w.entered
 	start := time.Now()
 	if err := s.Close(); err == nil {
 		t.Fatal("Close returned nil with the writer stuck")
