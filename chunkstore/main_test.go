@@ -19,8 +19,12 @@ const helperEnv = "CHUNKSTORE_TEST_HELPER"
 var benchDir string
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "atomic" {
+	switch os.Getenv(helperEnv) {
+	case "atomic":
 		atomicHelper()
+		return
+	case "pack":
+		packHelper()
 		return
 	}
 	code := m.Run()

@@ -101,11 +101,23 @@ func (b *Bundle) Verify(ctx context.Context, progress func(n int64)) (VerifyResu
 	return res, nil
 }
 
+// frameError names where a bad frame is used: the image offset of its first
+// bad page when the digest check found one, else of its first page.
 func (b *Bundle) frameError(owners map[int32]owner, i int, err error) error {
+	var fe *format.FrameError
+	if errors.As(err, &fe) && fe.Page >= 0 {
+		slot := int32(fe.Page)
+		for _, a := range b.r.Manifest().Artifacts {
+			for _, e := range a.Extents {
+				if int(e.Frame) == i && slot >= e.Slot && slot < e.Slot+e.Count {
+					return &CorruptError{Artifact: a.Name, Offset: (e.Page + int64(slot-e.Slot)) * format.PageSize, Frame: i, Err: err}
+				}
+			}
+		}
+	}
 	o, ok := owners[int32(i)]
 	if !ok {
 		return &CorruptError{Artifact: "(unreferenced)", Offset: -1, Frame: i, Err: err}
 	}
-	// The offset of the first page in o's artifact that lives in frame i.
 	return &CorruptError{Artifact: o.artifact, Offset: o.e.Page * format.PageSize, Frame: i, Err: err}
 }
