@@ -306,3 +306,38 @@ func TestBadArguments(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownBusyAndExternalUnmount: SIGTERM while a file is open still
+// ends the daemon and the mount (the holder gets errors); a plain umount
+// from outside ends the daemon too.
+func TestShutdownBusyAndExternalUnmount(t *testing.T) {
+	bundle, _ := testBundle(t, 8<<20)
+	t.Run("busy", func(t *testing.T) {
+		d := startDaemon(t, bundle)
+		f, err := os.Open(filepath.Join(d.dir, "memory"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.waitExit(t, 20*time.Second)
+		if _, err := fusefs.FindMount(d.dir); !errors.Is(err, fusefs.ErrNotMounted) {
+			t.Errorf("busy mount left after SIGTERM: %v", err)
+		}
+		if _, err := f.ReadAt(make([]byte, 4096), 4<<20); err == nil {
+			t.Error("read through a file of an ended daemon succeeded")
+		}
+	})
+	t.Run("umount", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root for umount2")
+		}
+		d := startDaemon(t, bundle)
+		if err := unix.Unmount(d.dir, 0); err != nil {
+			t.Fatal(err)
+		}
+		if code := d.waitExit(t, 10*time.Second); code != 0 {
+			t.Errorf("exit %d after an external umount; stderr: %s", code, d.stderr)
+		}
+	})
+}
