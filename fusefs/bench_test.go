@@ -20,12 +20,14 @@ import (
 // Benchmarks read a real bundle through chunkstore: a 256 MiB memory image
 // (FUSEFS_BENCH_MIB overrides) of incompressible pages with runs of zero
 // pages, in format.DefaultFramePages frames.
-func benchSpec(b *testing.B) fakeSpec {
+func benchSpec(b *testing.B) fakeSpec { return benchSpecFrames(b, format.DefaultFramePages) }
+
+func benchSpecFrames(b *testing.B, framePages int) fakeSpec {
 	mib := int64(256)
 	if s := os.Getenv("FUSEFS_BENCH_MIB"); s != "" {
 		mib, _ = strconv.ParseInt(s, 10, 64)
 	}
-	spec := fakeSpec{FramePages: format.DefaultFramePages, Real: true, CacheBytes: 2 * mib << 20,
+	spec := fakeSpec{FramePages: framePages, Real: true, CacheBytes: 2 * mib << 20,
 		Images: []fakeImageSpec{{Name: "memory", Size: mib << 20, Seed: 21}}}
 	spec.BundlePath = writeSpecBundle(b, spec)
 	return spec
@@ -176,51 +178,55 @@ func BenchmarkSeqRead(b *testing.B) {
 // from the bundle (compressed) and decoded per byte read.
 func BenchmarkRandom4K(b *testing.B) {
 	requireFUSE(b)
-	spec := benchSpec(b)
-	size := spec.Images[0].Size
-	for _, reads := range []int{300, 3000} {
-		b.Run(fmt.Sprintf("reads=%d", reads), func(b *testing.B) {
-			var fetched, decoded, read float64
-			var elapsed time.Duration
-			rng := rand.New(rand.NewPCG(5, 6))
-			buf := make([]byte, 4096)
-			for b.Loop() {
-				b.StopTimer()
-				s := serve(b, spec, nil)
-				f, err := os.Open(filepath.Join(s.dir, "memory"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
-				b.StartTimer()
-				start := time.Now()
-				for range reads {
-					if _, err := f.ReadAt(buf, rng.Int64N(size/4096)*4096); err != nil {
-						b.Fatal(err)
-					}
-				}
-				elapsed += time.Since(start)
-				b.StopTimer()
-				f.Close()
-				data, err := os.ReadFile(filepath.Join(s.dir, StatsName))
-				if err != nil {
-					b.Fatal(err)
-				}
-				_, raw, _ := ParseStats(data)
-				var st chunkstore.Stats
-				if err := jsonUnmarshal(raw, &st); err != nil {
-					b.Fatal(err)
-				}
-				fetched += float64(st.BytesFetched)
-				decoded += float64(st.BytesDecoded)
-				read += float64(reads * 4096)
-				b.StartTimer()
-			}
-			b.ReportMetric(fetched/read, "fetched/read")
-			b.ReportMetric(decoded/read, "decoded/read")
-			b.ReportMetric(float64(elapsed.Microseconds())/float64(b.N*reads), "us/read")
-		})
+	for _, fp := range []int{16, 32, 64} {
+		spec := benchSpecFrames(b, fp)
+		for _, reads := range []int{300, 3000} {
+			b.Run(fmt.Sprintf("frame=%dK/reads=%d", fp*4, reads), func(b *testing.B) { benchRandom4K(b, spec, reads) })
+		}
 	}
+}
+
+func benchRandom4K(b *testing.B, spec fakeSpec, reads int) {
+	size := spec.Images[0].Size
+	var fetched, decoded, read float64
+	var elapsed time.Duration
+	rng := rand.New(rand.NewPCG(5, 6))
+	buf := make([]byte, 4096)
+	for b.Loop() {
+		b.StopTimer()
+		s := serve(b, spec, nil)
+		f, err := os.Open(filepath.Join(s.dir, "memory"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
+		b.StartTimer()
+		start := time.Now()
+		for range reads {
+			if _, err := f.ReadAt(buf, rng.Int64N(size/4096)*4096); err != nil {
+				b.Fatal(err)
+			}
+		}
+		elapsed += time.Since(start)
+		b.StopTimer()
+		f.Close()
+		data, err := os.ReadFile(filepath.Join(s.dir, StatsName))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, raw, _ := ParseStats(data)
+		var st chunkstore.Stats
+		if err := jsonUnmarshal(raw, &st); err != nil {
+			b.Fatal(err)
+		}
+		fetched += float64(st.BytesFetched)
+		decoded += float64(st.BytesDecoded)
+		read += float64(reads * 4096)
+		b.StartTimer()
+	}
+	b.ReportMetric(fetched/read, "fetched/read")
+	b.ReportMetric(decoded/read, "decoded/read")
+	b.ReportMetric(float64(elapsed.Microseconds())/float64(b.N*reads), "us/read")
 }
 
 // BenchmarkMmap16: 16 processes map memory MAP_PRIVATE, read all of it and
