@@ -27,7 +27,7 @@ import (
 )
 
 // The faulting side of every test runs in a child process: the test binary
-// re-executed with helperEnv set to a JSON helperConfig. A Go process must
+// re-executed with helperEnv naming a file holding a JSON helperConfig. A Go process must
 // not fault on memory whose faults it serves.
 const helperEnv = "SMOLVM_PAGER_HELPER"
 
@@ -113,9 +113,14 @@ type helperResult struct {
 	TouchP99 time.Duration `json:"touch_p99_ns"`
 }
 
-func runHelper(s string) int {
+func runHelper(path string) int {
 	var cfg helperConfig
-	if err := json.Unmarshal([]byte(s), &cfg); err != nil {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper config:", err)
+		return exitSetup
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "helper config:", err)
 		return exitSetup
 	}
@@ -474,8 +479,13 @@ func startChild(t testing.TB, cfg helperConfig, env ...string) (*exec.Cmd, *byte
 	if err != nil {
 		t.Fatal(err)
 	}
+	// In a file: a page list or working set can exceed what exec passes.
+	path := filepath.Join(t.TempDir(), "helper.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), helperEnv+"="+string(b)), env...)
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+path), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	return cmd, &stderr
