@@ -2,7 +2,6 @@ package chunkstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -280,6 +279,7 @@ func (p *packer) packInput(in PackInput) (format.Artifact, error) {
 		return a, fmt.Errorf("chunkstore: pack %s: %w", in.Name, err)
 	}
 	defer f.Close()
+	src := newSparseReader(f)
 	buf := make([]byte, batchPages*format.PageSize)
 	digests := make([]format.Digest, batchPages)
 	zero := make([]bool, batchPages)
@@ -289,8 +289,18 @@ func (p *packer) packInput(in PackInput) (format.Artifact, error) {
 		if err := p.ctx.Err(); err != nil {
 			return a, err
 		}
-		n, err := io.ReadFull(f, buf)
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		// Holes of a sparse file are zero pages: skip them unread.
+		if skip := src.holeAt(a.Size); skip > 0 {
+			a.Size += skip
+			page += skip / format.PageSize
+			p.res.ZeroPages += skip / format.PageSize
+			cur = nil
+			if p.opts.Progress != nil {
+				p.opts.Progress(skip)
+			}
+		}
+		n, err := src.read(buf, a.Size)
+		if err != nil {
 			return a, fmt.Errorf("chunkstore: pack %s: reading %s at offset %d: %w", in.Name, in.Path, a.Size, err)
 		}
 		if n == 0 {

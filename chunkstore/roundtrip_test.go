@@ -208,3 +208,47 @@ func TestPackRejects(t *testing.T) {
 		})
 	}
 }
+
+// A sparse input's holes are zero pages, skipped without reading; data
+// around them, and a hole at the end, round-trip.
+func TestPackSparseInput(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		size int64
+		data map[int64][]byte
+	}{
+		{"data in the middle", 64 << 20, map[int64][]byte{8<<20 + 5: randomBytes(10000, 1), 40 << 20: randomBytes(format.PageSize, 2)}},
+		{"hole at the end, partial last page", 16<<20 + 100, map[int64][]byte{0: []byte("head")}},
+		{"data at the very end", 16<<20 + 100, map[int64][]byte{16<<20 + 90: []byte("tail!")}},
+		{"all hole", 8 << 20, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			in := filepath.Join(dir, "disk.img")
+			f, err := os.Create(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]byte, tt.size)
+			for off, b := range tt.data {
+				f.WriteAt(b, off)
+				copy(want[off:], b)
+			}
+			f.Truncate(tt.size)
+			f.Close()
+			out := filepath.Join(dir, "b")
+			res, err := Pack(ctxT(t), out, PackOptions{Inputs: []PackInput{{Name: "disk/d", Path: in}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := openBundle(t, out, Options{})
+			im, _ := b.Image("disk/d")
+			if im.Size() != tt.size || !bytes.Equal(readAll(t, im), want) {
+				t.Fatalf("sparse round trip differs (size %d, want %d)", im.Size(), tt.size)
+			}
+			if pages := (tt.size + format.PageSize - 1) / format.PageSize; res.ZeroPages+res.DataPages != pages {
+				t.Fatalf("zero %d + data %d pages, want %d", res.ZeroPages, res.DataPages, pages)
+			}
+		})
+	}
+}
