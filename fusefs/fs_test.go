@@ -413,5 +413,8 @@ func TestZeroPagesFetchNothing(t *testing.T) {
 		if st.FramesFetched != 0 {
 			t.Errorf("reading %d zero pages fetched %d frames, want 0", zeroPages, st.FramesFetched)
 		}
+		if fst.ZeroBytes < int64(zeroPages)*4096 {
+			t.Errorf("fs zero_bytes %d, want >= %d", fst.ZeroBytes, zeroPages*4096)
+		}
 	})
 }

@@ -22,15 +22,21 @@ const Name = "smolmount"
 // max_pages) and the readahead asked for: 1 MiB, the kernel's limit.
 const DefaultMaxRead = 1 << 20
 
+// DefaultReadAheadKB is the readahead a root mount asks for: 1 MiB, so
+// sequential reads become 1 MiB READs (measured: cold sequential reads about
+// 2x faster than with the kernel's 128 KiB; 4 MiB gained nothing).
+const DefaultReadAheadKB = 1024
+
 // Options tune a mount. The zero value is usable.
 type Options struct {
 	// MaxRead caps one READ request in bytes (rounded to pages, at most
 	// 1 MiB). 0 means DefaultMaxRead.
 	MaxRead int
-	// ReadAheadKB, if > 0, sets the mount's backing-device readahead
+	// ReadAheadKB sets the mount's backing-device readahead
 	// (/sys/class/bdi/MAJ:MIN/read_ahead_kb; root only, otherwise
-	// ignored). The kernel otherwise caps FUSE readahead at 128 KiB
-	// whatever MaxReadAhead says.
+	// ignored): 0 means DefaultReadAheadKB, negative leaves the kernel's
+	// default, which caps FUSE readahead at 128 KiB whatever MaxReadAhead
+	// says (and so every READ at 128 KiB).
 	ReadAheadKB int
 	// AllowOther lets users other than the mounting one read the mount
 	// (the VMM may run as another user). Needs root or user_allow_other.
@@ -119,6 +125,9 @@ func Mount(dir string, b Bundle, opts Options) (*Server, error) {
 	if s.info, err = FindMount(abs); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if opts.ReadAheadKB == 0 {
+		opts.ReadAheadKB = DefaultReadAheadKB
 	}
 	if opts.ReadAheadKB > 0 && isRoot {
 		p := filepath.Join("/sys/class/bdi", s.info.Dev(), "read_ahead_kb")

@@ -12,6 +12,7 @@ type Stats struct {
 	bytesRead  atomic.Int64
 	readErrors atomic.Int64
 	maxRead    atomic.Int64
+	zeroBytes  atomic.Int64
 }
 
 // FSStats is a snapshot of Stats, as .stats shows it under "fs".
@@ -23,6 +24,10 @@ type FSStats struct {
 	Reads int64 `json:"reads"`
 	// BytesRead is the bytes returned by those reads.
 	BytesRead int64 `json:"bytes_read"`
+	// ZeroBytes is the part of BytesRead served as zero pages, without a
+	// fetch. (Image reads bypass Image.ReadAt, so the store's own
+	// reads/read_bytes/zero_bytes stay 0 unless CopyReads is set.)
+	ZeroBytes int64 `json:"zero_bytes"`
 	// ReadErrors counts reads answered with EIO (a frame that failed
 	// verification or could not be fetched).
 	ReadErrors int64 `json:"read_errors"`
@@ -37,6 +42,7 @@ func (s *Stats) Snapshot() FSStats {
 		Opens:        s.opens.Load(),
 		Reads:        s.reads.Load(),
 		BytesRead:    s.bytesRead.Load(),
+		ZeroBytes:    s.zeroBytes.Load(),
 		ReadErrors:   s.readErrors.Load(),
 		MaxReadBytes: s.maxRead.Load(),
 	}

@@ -164,7 +164,7 @@ func (n *fileNode) Read(ctx context.Context, f fs.FileHandle, dest []byte, off i
 	}
 	want := min(int64(len(dest)), size-off)
 	if img, ok := n.c.(chunkstore.Image); ok && !n.t.copyReads {
-		res, err := readVector(ctx, img, off, want)
+		res, err := readVector(ctx, img, off, want, n.t.stats)
 		if err != nil {
 			return n.readFailed(len(dest), off, want, err)
 		}

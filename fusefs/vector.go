@@ -21,7 +21,7 @@ var zeros = make([]byte, DefaultMaxRead)
 // list of slices of the cached, verified frames (immutable and shared) and
 // of a shared zero buffer for zero pages, which the kernel gathers with
 // writev. Zero pages fetch nothing.
-func readVector(ctx context.Context, img chunkstore.Image, off, want int64) (fuse.ReadResult, error) {
+func readVector(ctx context.Context, img chunkstore.Image, off, want int64, st *Stats) (fuse.ReadResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, frameReadTimeout)
 	defer cancel()
 	end := off + want
@@ -38,6 +38,7 @@ func readVector(ctx context.Context, img chunkstore.Image, off, want int64) (fus
 				}
 				run = min(end, (run/format.PageSize+1)*format.PageSize)
 			}
+			st.zeroBytes.Add(run - pos)
 			for pos < run {
 				n := min(run-pos, int64(len(zeros)))
 				vecs = append(vecs, zeros[:n])

@@ -82,6 +82,9 @@ abort, then a lazy unmount).`,
 				return fmt.Errorf("--readahead: %w", err)
 			}
 			cfg.maxRead, cfg.readAheadKB = int(mr), int(ra>>10)
+			if cfg.readAheadKB == 0 {
+				cfg.readAheadKB = -1 // the kernel's default
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cfg.onShutdown = stop // a second signal then kills the usual way
