@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/smolvm/smolvm/format"
@@ -42,6 +43,9 @@ type Bundle struct {
 	cache   *Cache
 	src     Store
 	timeout time.Duration
+
+	mu     sync.Mutex
+	images map[string]*image // built once per artifact
 }
 
 // Open opens the bundle file at path.
@@ -127,8 +131,13 @@ func (b *Bundle) Frame(ctx context.Context, idx int) ([]byte, error) {
 	return b.cache.Frame(ctx, b.r.Frame(idx))
 }
 
-// Image returns the named artifact as an Image.
+// Image returns the named artifact as an Image (the same one on every call).
 func (b *Bundle) Image(name string) (Image, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if im, ok := b.images[name]; ok {
+		return im, nil
+	}
 	a, err := b.r.Artifact(name)
 	if err != nil {
 		return nil, fmt.Errorf("chunkstore: %w", err)
@@ -137,6 +146,10 @@ func (b *Bundle) Image(name string) (Image, error) {
 	for _, e := range a.Extents {
 		im.byFrame[e.Frame] = append(im.byFrame[e.Frame], e)
 	}
+	if b.images == nil {
+		b.images = make(map[string]*image)
+	}
+	b.images[name] = im
 	return im, nil
 }
 

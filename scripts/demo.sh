@@ -12,7 +12,11 @@ SMOLVM=$BIN/smolvm
 SIZE=${DEMO_SIZE:-256M}
 work=$(mktemp -d /tmp/smolvm-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+	step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+	step() { printf '\n== %s\n' "$*"; }
+fi
 
 step "generate a $SIZE sample memory image (60% zero, 20% random, 20% text-like pages)"
 go run ./internal/sampleimage/gen -o "$work/mem.img" -size "$SIZE" -seed 1
