@@ -125,6 +125,7 @@ func BenchmarkSeqRead(b *testing.B) {
 	}
 	b.Run("pagecache/readahead=kernel", func(b *testing.B) { benchPageCache(b, spec, -1, plainCached) })
 	b.Run("pagecache/readahead=1024K", func(b *testing.B) { benchPageCache(b, spec, 1024, plainCached) })
+	b.Run("pagecache/readahead=4096K", func(b *testing.B) { benchPageCache(b, spec, 4096, plainCached) })
 	for _, v := range variants {
 		b.Run("daemonwarm/"+name(v), func(b *testing.B) {
 			s := serve(b, spec, &Options{MaxRead: v.maxRead, ReadAheadKB: v.readAheadKB, CopyReads: v.copyReads})

@@ -102,6 +102,9 @@ func requireFUSE(t testing.TB) {
 	}
 }
 
+// testWatchdog bounds how long one test may use a server.
+const testWatchdog = 2 * time.Minute
+
 type served struct {
 	dir string
 	cmd *exec.Cmd
@@ -135,6 +138,15 @@ func serve(t testing.TB, spec fakeSpec, opts *Options) *served {
 	s := &served{dir: dir, cmd: cmd}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
+	// Watchdog: a test must fail, not hang, if the server wedges. Killing
+	// it makes the kernel abort the connection: every blocked read returns.
+	if _, isTest := t.(*testing.T); isTest {
+		dog := time.AfterFunc(testWatchdog, func() {
+			fmt.Fprintf(os.Stderr, "watchdog: killing server %d of %s after %v\n", cmd.Process.Pid, dir, testWatchdog)
+			cmd.Process.Kill()
+		})
+		t.Cleanup(func() { dog.Stop() })
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()

@@ -59,13 +59,11 @@ const attrTimeout = 24 * time.Hour
 
 // Server is a live mount served by this process.
 type Server struct {
-	srv    *fuse.Server
-	dir    string
-	info   MountInfo
-	tree   *tree
-	done   chan struct{}
-	opts   Options
-	isRoot bool
+	srv  *fuse.Server
+	dir  string
+	info MountInfo
+	tree *tree
+	done chan struct{}
 }
 
 // Mount serves b at dir until the mount goes away (Unmount, `smolmount -u`,
@@ -117,7 +115,7 @@ func Mount(dir string, b Bundle, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", abs, err)
 	}
-	s := &Server{srv: srv, dir: abs, tree: t, done: make(chan struct{}), opts: opts, isRoot: isRoot}
+	s := &Server{srv: srv, dir: abs, tree: t, done: make(chan struct{})}
 	go func() {
 		srv.Wait()
 		close(s.done)

@@ -116,6 +116,10 @@ func startDaemon(t *testing.T, bundle string, args ...string) *daemon {
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Watchdog: a wedged daemon must fail the test, not hang it; killing
+	// it makes the kernel abort the connection, so blocked reads return.
+	dog := time.AfterFunc(2*time.Minute, func() { d.cmd.Process.Kill() })
+	t.Cleanup(func() { dog.Stop() })
 	ready := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(out).ReadString('\n')
