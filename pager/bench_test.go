@@ -167,12 +167,14 @@ func BenchmarkPrefetch(b *testing.B) {
 		wait bool
 	}{{"none", nil, false}, {"before-resume", ws, true}, {"concurrent", ws, false}} {
 		b.Run(bb.name, func(b *testing.B) {
-			var faults, ns int64
+			var faults, ns, touchNs int64
 			for i := 0; i < b.N; i++ {
 				res := run(b, bb.ws, bb.wait, false)
 				faults += res.Stats.Faults
 				ns += res.TotalNs
+				touchNs += res.TouchNs
 			}
+			b.ReportMetric(float64(touchNs)/float64(b.N)/1e6, "ms-touching")
 			b.ReportMetric(float64(faults)/float64(b.N), "faults")
 			b.ReportMetric(float64(ns)/float64(b.N)/1e6, "ms-to-boot")
 			b.ReportMetric(float64(len(boot)), "pages-touched")
