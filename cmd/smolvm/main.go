@@ -6,6 +6,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -28,7 +29,10 @@ func register(cmds ...*cobra.Command) { rootCmd.AddCommand(cmds...) }
 
 func main() {
 	if err := rootCmd.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "smolvm:", err)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.err != nil {
+			fmt.Fprintln(os.Stderr, "smolvm:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }

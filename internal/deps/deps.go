@@ -7,6 +7,4 @@ import (
 	_ "github.com/cavaliergopher/cpio"
 	_ "github.com/cespare/xxhash/v2"
 	_ "github.com/hanwen/go-fuse/v2/fs"
-	_ "github.com/klauspost/compress/zstd"
-	_ "github.com/vbauerster/mpb/v8"
 )
