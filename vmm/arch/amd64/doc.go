@@ -4,7 +4,9 @@
 // and the zero page (load.go, bootparams.go), the e820 map (e820.go), GDT and
 // identity page tables (gdt.go, paging.go), boot register values (regs.go),
 // CPUID filtering per vCPU (cpuid.go), the boot MSR list (msr.go), LAPIC LVT
-// setup (lapic.go) and, through the acpi subpackage, the ACPI tables.
+// setup (lapic.go), the reset-vector stub that turns a reboot through the
+// BIOS into an ACPI reset (resetvector.go) and, through the acpi subpackage,
+// the ACPI tables.
 //
 // Guest memory is given as a []byte indexed by guest physical address (the
 // RAM below the 32-bit PCI hole); functions write into it and return the

@@ -29,8 +29,9 @@ const (
 	EBDAStart = 0x9FC00
 	// ACPIAddr is where the ACPI tables start (the RSDP is first).
 	ACPIAddr = 0xE0000
-	// ACPIEnd is the end (exclusive) of the room for ACPI tables.
-	ACPIEnd = 0x100000
+	// ACPIEnd is the end (exclusive) of the room for ACPI tables: the
+	// reset vector (ResetVectorAddr, resetvector.go) follows.
+	ACPIEnd = 0xFFFF0
 	// HighMemStart is the start of RAM above the legacy 1 MiB area.
 	HighMemStart = 0x100000
 	// KernelAddr is the default load address of the protected-mode kernel.

@@ -46,9 +46,9 @@ const defaultInitrdAddrMax = 0x37FFFFFF
 // anonymous mapping is). It writes the protected-mode kernel at its load
 // address, the command line at CmdlineAddr, the initrd at the highest page
 // below min(initrd_addr_max, top of low RAM), the ACPI tables from ACPIAddr,
-// the zero page with its e820 map at ZeroPageAddr, the GDT and the identity
-// page tables. Then the boot vCPU takes BootRegs(info.Entry, info.ZeroPage)
-// and BootSregs().
+// the zero page with its e820 map at ZeroPageAddr, the GDT, the identity
+// page tables and the reset stub at ResetVectorAddr. Then the boot vCPU
+// takes BootRegs(info.Entry, info.ZeroPage) and BootSregs().
 func SetupBoot(mem []byte, cfg BootConfig) (BootInfo, error) {
 	var info BootInfo
 	k := cfg.Kernel
@@ -124,6 +124,9 @@ func SetupBoot(mem []byte, cfg BootConfig) (BootInfo, error) {
 		return info, err
 	}
 	if err := WritePageTables(mem); err != nil {
+		return info, err
+	}
+	if err := WriteResetVector(mem); err != nil {
 		return info, err
 	}
 	return info, nil

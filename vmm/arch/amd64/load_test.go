@@ -136,6 +136,9 @@ func TestSetupBoot(t *testing.T) {
 			if ramTop != tt.mem {
 				t.Errorf("e820 RAM ends at %#x, want %#x", ramTop, tt.mem)
 			}
+			if _, err := runStub(mem); err != nil {
+				t.Errorf("reset vector: %v", err)
+			}
 			// GDT and page tables are in place.
 			if le.Uint64(mem[0x500+0x10:]) != 0x00AF9B000000FFFF || le.Uint64(mem[0x9000:])&^0xFFF != 0xA000 {
 				t.Errorf("GDT or PML4 missing")
