@@ -37,6 +37,7 @@ type Client struct {
 	errc    chan error
 	errOnce sync.Once
 	done    chan struct{} // reader exited
+	stop    chan struct{} // closed by Close: ends the heartbeat
 }
 
 // Dial connects to the daemon's socket and does the hello exchange.
@@ -52,7 +53,7 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 // NewClient runs the client protocol on an open connection (a socketpair
 // in tests); it owns conn from now on.
 func NewClient(ctx context.Context, conn *net.UnixConn) (*Client, error) {
-	c := &Client{conn: conn, pending: map[uint64]chan *message{}, errc: make(chan error, 1), done: make(chan struct{})}
+	c := &Client{conn: conn, pending: map[uint64]chan *message{}, errc: make(chan error, 1), done: make(chan struct{}), stop: make(chan struct{})}
 	go c.readLoop()
 	r, err := c.call(ctx, &message{Type: msgHello, Version: ProtocolVersion}, -1)
 	if err != nil {
@@ -123,12 +124,40 @@ func (c *Client) Close() error {
 		<-c.done
 		return nil
 	}
+	close(c.stop)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	c.call(ctx, &message{Type: msgClose}, -1)
 	cancel()
 	err := c.conn.Close()
 	<-c.done
 	return err
+}
+
+// Heartbeat asks the daemon for stats every interval and reports
+// ErrDaemonGone through Err when an answer takes longer than timeout: a
+// daemon that is alive but stuck (stopped, wedged) is caught as well as one
+// that died. It runs until Close.
+func (c *Client) Heartbeat(interval, timeout time.Duration) {
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-c.done:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			_, err := c.Stats(ctx)
+			cancel()
+			if err != nil && errors.Is(err, context.DeadlineExceeded) {
+				c.fail(fmt.Errorf("%w: no answer in %v", ErrDaemonGone, timeout))
+				return
+			}
+		}
+	}()
 }
 
 func (c *Client) fail(err error) {
@@ -203,6 +232,8 @@ func (c *Client) call(ctx context.Context, m *message, fd int) (*message, error)
 		c.mu.Unlock()
 	}()
 	c.wmu.Lock()
+	deadline, _ := ctx.Deadline()
+	c.conn.SetWriteDeadline(deadline)
 	err := writeMessage(c.conn, m, fd)
 	c.wmu.Unlock()
 	if err != nil {

@@ -80,6 +80,9 @@ type helperConfig struct {
 	// semantics), served without a hang.
 	DropPages int64 `json:"drop_pages"`
 
+	// HeartbeatMs > 0 starts Client.Heartbeat(HeartbeatMs, 5*HeartbeatMs).
+	HeartbeatMs int `json:"heartbeat_ms"`
+
 	// server
 	DelayMs int `json:"delay_ms"`
 }
@@ -247,6 +250,10 @@ func runClientHelper(cfg *helperConfig) int {
 	regStart := time.Now()
 	if err := c.Register(ctx, fd, g.regions, RegisterOptions{Record: cfg.Record, Prefetch: cfg.Prefetch}); err != nil {
 		return fail(exitSetup, "register: %v", err)
+	}
+	if cfg.HeartbeatMs > 0 {
+		hb := time.Duration(cfg.HeartbeatMs) * time.Millisecond
+		c.Heartbeat(hb, 5*hb)
 	}
 	// What a VMM does: on a pager error, stop the VM (here: exit) at once,
 	// while the faulting threads stay blocked on the uffd we keep open.

@@ -138,6 +138,24 @@ func TestServeDaemonKilled(t *testing.T) {
 	}
 }
 
+// A daemon that is alive but stuck (SIGSTOP) is caught by the heartbeat.
+func TestServeDaemonStopped(t *testing.T) {
+	cfg := testImageConfig(4096)
+	sock := t.TempDir() + "/d.sock"
+	srv := startServerChild(t, helperConfig{Socket: sock, Image: cfg, DelayMs: 20})
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		srv.Process.Signal(syscall.SIGSTOP)
+	}()
+	out := runClient(t, helperConfig{Socket: sock, Image: cfg, Pattern: "seq", Threads: 2, Method: "syscall", HeartbeatMs: 200}, 30*time.Second)
+	if out.code != exitPagerErr || !strings.Contains(out.stderr, "no answer in 1s") {
+		t.Fatalf("client exit %d, want %d (daemon not answering); stderr:\n%s", out.code, exitPagerErr, out.stderr)
+	}
+	if out.elapsed > 5*time.Second {
+		t.Errorf("client took %v to notice the daemon stopped", out.elapsed)
+	}
+}
+
 // Pages the VMM drops after they were served (MADV_DONTNEED, a balloon)
 // fault again and read as zeros, as anonymous memory does.
 func TestServeDroppedPages(t *testing.T) {

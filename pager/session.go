@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -82,9 +83,13 @@ func (s *Server) ServeConn(ctx context.Context, conn *net.UnixConn) error {
 	}
 }
 
+// writeTimeout bounds sending one message to a peer that does not read.
+const writeTimeout = 5 * time.Second
+
 func (ss *session) write(m *message) error {
 	ss.wmu.Lock()
 	defer ss.wmu.Unlock()
+	ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	return writeMessage(ss.conn, m, -1)
 }
 
