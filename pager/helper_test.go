@@ -83,6 +83,10 @@ type helperConfig struct {
 	// HeartbeatMs > 0 starts Client.Heartbeat(HeartbeatMs, 5*HeartbeatMs).
 	HeartbeatMs int `json:"heartbeat_ms"`
 
+	// UffdFirstOnly registers only the first region on the userfaultfd
+	// while telling the daemon about all (a VMM bug the daemon must report).
+	UffdFirstOnly bool `json:"uffd_first_only"`
+
 	// server
 	DelayMs int `json:"delay_ms"`
 }
@@ -239,7 +243,11 @@ func runClientHelper(cfg *helperConfig) int {
 	if err != nil {
 		return fail(exitSetup, "mmap: %v", err)
 	}
-	fd, err := NewUserfaultfd(g.regions)
+	uffdRegions := g.regions
+	if cfg.UffdFirstOnly {
+		uffdRegions = g.regions[:1]
+	}
+	fd, err := NewUserfaultfd(uffdRegions)
 	if err != nil {
 		return fail(exitSetup, "%v", err)
 	}

@@ -16,7 +16,7 @@ import (
 
 // errClientGone ends a session quietly: the registered process has exited
 // or unmapped its memory.
-var errClientGone = errors.New("pager: client process gone")
+var errClientGone = errors.New("pager: client process gone, or its memory unmapped or not registered on the userfaultfd")
 
 // maxEAGAIN bounds retries of a copy that makes no progress because the
 // client's mm is changing.

@@ -156,6 +156,19 @@ func TestServeDaemonStopped(t *testing.T) {
 	}
 }
 
+// Memory the VMM declared but did not register on its uffd: the daemon's
+// copy fails and the VMM hears of it instead of the session ending quietly.
+func TestServeUnregisteredRegion(t *testing.T) {
+	cfg := testImageConfig(512)
+	sock := testServer(t, &Server{Open: openOnly(fakeimage.New(cfg))})
+	all := &WorkingSet{Version: 1, PageSize: PageSize, Ranges: []PageRange{{Artifact: "memory", Page: 0, Count: cfg.Pages}}}
+	out := runClient(t, helperConfig{Socket: sock, Image: cfg, Split: true, UffdFirstOnly: true, Prefetch: all, WaitPrefetch: true,
+		Pattern: "list", List: []int64{0}, Threads: 1}, 30*time.Second)
+	if out.code != exitPagerErr || !strings.Contains(out.stderr, "not registered") {
+		t.Fatalf("client exit %d, want %d naming the unregistered memory; stderr:\n%s", out.code, exitPagerErr, out.stderr)
+	}
+}
+
 // Pages the VMM drops after they were served (MADV_DONTNEED, a balloon)
 // fault again and read as zeros, as anonymous memory does.
 func TestServeDroppedPages(t *testing.T) {

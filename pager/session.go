@@ -198,7 +198,10 @@ func (ss *session) register(ctx context.Context, m *message, fd int) error {
 			ss.srv.logf("%v", fe)
 			ss.write(&message{Type: msgFaultError, Error: fe.Error(), Fault: fe})
 		case errors.Is(err, errClientGone):
+			// Usually the VMM exited (then this write fails harmlessly);
+			// if not (a region missing from its uffd), it must hear it.
 			ss.srv.logf("pager: client gone: %v", err)
+			ss.write(&message{Type: msgFaultError, Error: err.Error(), Fault: &FaultError{Frame: -1, Page: -1, Reason: err.Error()}})
 		case err != nil:
 			ss.srv.logf("pager: fault loop: %v", err)
 			ss.write(&message{Type: msgFaultError, Error: err.Error(), Fault: &FaultError{Frame: -1, Page: -1, Reason: err.Error()}})
