@@ -39,6 +39,10 @@ type Options struct {
 	Timeout time.Duration // whole run, boot included; 0 means 10 minutes
 	Stdout  io.Writer     // the command's stdout and stderr, merged; nil means os.Stdout
 
+	// ConsoleLog, when set, is where the lab VM's kernel console is written
+	// (kept after the run); by default it goes to a temporary file.
+	ConsoleLog string
+
 	// Kernel, CacheDir and QEMU override the defaults: the newest generic
 	// Debian kernel (linux-image-amd64), initramfs.CacheDir() and
 	// qemu-system-x86_64 on PATH.
@@ -82,6 +86,9 @@ func Run(ctx context.Context, o Options) (exitCode int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	consoleLog := filepath.Join(ctl, "console.log")
+	if o.ConsoleLog != "" {
+		consoleLog = o.ConsoleLog
+	}
 	cmd := exec.CommandContext(ctx, o.QEMU, qemuArgs(o, initrd, ctl, consoleLog)...)
 	mw := newMarkerWriter(o.Stdout, nonce)
 	var qemuErr bytes.Buffer

@@ -32,8 +32,10 @@ type bootResult struct {
 }
 
 // bootQEMU boots the default guest under QEMU/KVM with script as smolvm.cmd
-// and returns when QEMU exits; the guest must print ReadyMarker and exit 0.
-func bootQEMU(t testing.TB, script string) bootResult {
+// and returns when QEMU exits; the guest must print ReadyMarker and, when
+// script is not "", exit 0. Without a script, input is typed on the console
+// once the guest is ready.
+func bootQEMU(t testing.TB, script, input string) bootResult {
 	t.Helper()
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
@@ -49,10 +51,17 @@ func bootQEMU(t testing.TB, script string) bootResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmdline := "console=ttyS0 panic=-1 quiet " + CmdParam(script)
+	cmdline := "console=ttyS0 panic=-1 quiet"
+	if script != "" {
+		cmdline += " " + CmdParam(script)
+	}
 	cmd := exec.CommandContext(ctx, qemu, qemuBootArgs(kernel, initrd, cmdline)...)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +72,26 @@ func bootQEMU(t testing.TB, script string) bootResult {
 		t.Fatal(err)
 	}
 	var r bootResult
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
+	// Read byte by byte: the shell prompt ("/ # ") ends no line. Each input
+	// line is typed after a prompt, once the guest is ready.
+	pending := strings.SplitAfter(input, "\n")
+	br := bufio.NewReader(out)
+	var cur []byte
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			break
+		}
+		if c != '\n' {
+			cur = append(cur, c)
+			if r.toReady != 0 && len(pending) > 0 && pending[0] != "" && strings.HasSuffix(string(cur), "# ") {
+				io.WriteString(in, pending[0])
+				pending = pending[1:]
+			}
+			continue
+		}
+		line := strings.TrimRight(string(cur), "\r")
+		cur = cur[:0]
 		r.console = append(r.console, line)
 		switch {
 		case line == ReadyMarker && r.toReady == 0:
@@ -75,6 +101,7 @@ func bootQEMU(t testing.TB, script string) bootResult {
 		}
 	}
 	io.Copy(io.Discard, out)
+	in.Close()
 	werr := cmd.Wait()
 	console := strings.Join(r.console, "\n")
 	if ctx.Err() != nil {
@@ -86,7 +113,7 @@ func bootQEMU(t testing.TB, script string) bootResult {
 	if r.toReady == 0 {
 		t.Fatalf("no %q line; console:\n%s", ReadyMarker, console)
 	}
-	if !strings.Contains(console, ExitMarkerPrefix+"0") {
+	if script != "" && !strings.Contains(console, ExitMarkerPrefix+"0") {
 		t.Fatalf("the smolvm.cmd script did not exit 0; console:\n%s", console)
 	}
 	if strings.Contains(console, "insmod") {
@@ -108,7 +135,7 @@ done
 echo 'quoted "args" ok'`
 	var times []time.Duration
 	for i := 0; i < 3; i++ {
-		r := bootQEMU(t, script)
+		r := bootQEMU(t, script, "")
 		console := strings.Join(r.console, "\n")
 		for _, want := range []string{"cpus=2", `quoted "args" ok`} {
 			if !strings.Contains(console, want) {
@@ -127,6 +154,18 @@ echo 'quoted "args" ok'`
 		strings.Join(qemuBootArgs("KERNEL", "INITRD", "console=ttyS0 panic=-1 quiet smolvm.cmd=..."), " "))
 }
 
+// TestKVMQEMUConsoleShell boots the default guest without smolvm.cmd: /init
+// must start a shell on the serial console that takes typed commands and
+// power the guest off when it exits.
+func TestKVMQEMUConsoleShell(t *testing.T) {
+	kvmtest.Require(t)
+	r := bootQEMU(t, "", "echo shell-$((6*7)) on $(tty)\nexit\n")
+	console := strings.Join(r.console, "\n")
+	if !strings.Contains(console, "shell-42 on /dev/ttyS0") {
+		t.Fatalf("the console shell did not run the typed command; console:\n%s", console)
+	}
+}
+
 // BenchmarkQEMUBootToReady reports QEMU/KVM's boot-to-ReadyMarker time for
 // the default guest, in seconds per boot. In the lab:
 //
@@ -135,7 +174,7 @@ func BenchmarkQEMUBootToReady(b *testing.B) {
 	kvmtest.Require(b)
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
-		total += bootQEMU(b, "true").toReady
+		total += bootQEMU(b, "true", "").toReady
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/boot")
 	b.ReportMetric(0, "ns/op")

@@ -33,6 +33,7 @@ func main() {
 	flag.IntVar(&o.MemMB, "mem", 4096, "lab VM memory in MiB")
 	flag.IntVar(&o.CPUs, "cpus", 2, "lab VM vCPUs")
 	flag.StringVar(&o.Dir, "dir", "", "working directory inside the lab (default: the current one)")
+	flag.StringVar(&o.ConsoleLog, "console", "", "write the lab VM's kernel console to this file")
 	flag.Var(&shares, "share", "host directory mounted writable at the same path (repeatable)")
 	flag.Var(&env, "env", "KEY=VALUE added to the command's environment (repeatable)")
 	flag.Usage = func() {
