@@ -23,17 +23,19 @@ var errClientGone = errors.New("pager: client process gone, or its memory unmapp
 const maxEAGAIN = 1000
 
 // faultLoop serves one registered VM's userfaultfd: demand faults first,
-// then prefetch work, one item at a time. It is the only writer of its
-// regions' bitmaps and never touches the memory it serves.
+// then prefetch work, one item at a time. Server.Workers goroutines may run
+// it at once: the kernel hands each fault message to one reader, a page
+// copied twice fails the second time with EEXIST, and a filled bit is set
+// only once the page is present. It never touches the memory it serves.
 type faultLoop struct {
 	fd       int // the VM's userfaultfd (owned by the session)
-	wakeFD   int // eventfd: stop or prefetch work ready
+	wakeFD   int // eventfd, drained: prefetch work ready
+	stopFD   int // eventfd, never drained: stop (wakes every worker)
 	regions  []*region
 	fetch    func(ctx context.Context, img chunkstore.Image, frame int32) ([]byte, error)
 	c        *counters
 	rec      *recorder
 	prefetch chan prefetchItem
-	buf      []byte
 }
 
 // prefetchItem is one unit of prefetch work: a fetched frame, or a run of
@@ -48,29 +50,36 @@ type prefetchItem struct {
 	last  bool // end of the prefetch list
 }
 
-// signal wakes the loop's poll.
+// signal wakes a worker for prefetch work.
 func (l *faultLoop) signal() {
 	var one = [8]byte{1}
 	unix.Write(l.wakeFD, one[:])
 }
 
+// stop wakes every worker for good; they return once ctx is done.
+func (l *faultLoop) stop() {
+	var one = [8]byte{1}
+	unix.Write(l.stopFD, one[:])
+}
+
 // run serves until ctx ends (nil), the client goes away (errClientGone) or
 // a fault cannot be served (*FaultError).
 func (l *faultLoop) run(ctx context.Context) error {
-	l.buf = make([]byte, 64*uffd.MsgSize)
-	pfds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.wakeFD), Events: unix.POLLIN}}
+	buf := make([]byte, 64*uffd.MsgSize)
+	pfds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.wakeFD), Events: unix.POLLIN},
+		{Fd: int32(l.stopFD), Events: unix.POLLIN}}
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		n, err := uffd.Read(l.fd, l.buf)
+		n, err := uffd.Read(l.fd, buf)
 		if err != nil {
 			return fmt.Errorf("%w: %v", errClientGone, err)
 		}
 		if n > 0 {
 			now := time.Now()
 			for i := 0; i < n; i++ {
-				m, _ := uffd.DecodeMsg(l.buf[i*uffd.MsgSize:])
+				m, _ := uffd.DecodeMsg(buf[i*uffd.MsgSize:])
 				if err := l.handle(ctx, m, now); err != nil {
 					return err
 				}

@@ -23,6 +23,10 @@ type Server struct {
 	// FrameRetries is how many more attempts a failed frame gets
 	// (default 2); then the fault is reported as unservable.
 	FrameRetries int
+	// Workers is how many goroutines serve one VM's faults at once
+	// (default 1): more let faults on different frames be fetched in
+	// parallel (vCPUs faulting together, a slow store).
+	Workers int
 	// Logf logs what the daemon's operator should see (default: nothing).
 	Logf func(format string, args ...any)
 }

@@ -27,10 +27,10 @@ type session struct {
 	rec   *recorder
 
 	// set by register
-	uffdFD, wakeFD int
-	loop           *faultLoop
-	cancelLoop     context.CancelFunc
-	loopWG         sync.WaitGroup
+	uffdFD, wakeFD, stopFD int
+	loop                   *faultLoop
+	cancelLoop             context.CancelFunc
+	loopWG                 sync.WaitGroup
 }
 
 // ServeConn serves one client until it sends close, disconnects, or ctx
@@ -44,7 +44,7 @@ func (s *Server) ServeConn(ctx context.Context, conn *net.UnixConn) error {
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	ss := &session{srv: s, conn: conn, rec: newRecorder(false), uffdFD: -1, wakeFD: -1}
+	ss := &session{srv: s, conn: conn, rec: newRecorder(false), uffdFD: -1, wakeFD: -1, stopFD: -1}
 	defer conn.Close()
 	defer ss.stopLoop()
 	rd := newReader(conn)
@@ -179,34 +179,49 @@ func (ss *session) register(ctx context.Context, m *message, fd int) error {
 	if err != nil {
 		return fmt.Errorf("pager: register: eventfd: %w", err)
 	}
-	ss.uffdFD, ss.wakeFD = fd, wfd
+	sfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(wfd)
+		return fmt.Errorf("pager: register: eventfd: %w", err)
+	}
+	ss.uffdFD, ss.wakeFD, ss.stopFD = fd, wfd, sfd
 	ss.rec = newRecorder(m.Record)
-	l := &faultLoop{fd: fd, wakeFD: wfd, regions: regions, c: &ss.c, rec: ss.rec, prefetch: make(chan prefetchItem, prefetchAhead)}
+	l := &faultLoop{fd: fd, wakeFD: wfd, stopFD: sfd, regions: regions, c: &ss.c, rec: ss.rec, prefetch: make(chan prefetchItem, prefetchAhead)}
 	lctx, cancel := context.WithCancel(ctx)
 	l.fetch = func(ctx context.Context, img chunkstore.Image, frame int32) ([]byte, error) {
 		return ss.srv.fetch(ctx, &ss.c, img, frame)
 	}
 	ss.loop, ss.cancelLoop = l, cancel
-	ss.loopWG.Add(1)
-	go func() {
-		defer ss.loopWG.Done()
-		err := l.run(lctx)
-		cancel() // stops the prefetcher
-		var fe *FaultError
-		switch {
-		case errors.As(err, &fe):
-			ss.srv.logf("%v", fe)
-			ss.write(&message{Type: msgFaultError, Error: fe.Error(), Fault: fe})
-		case errors.Is(err, errClientGone):
-			// Usually the VMM exited (then this write fails harmlessly);
-			// if not (a region missing from its uffd), it must hear it.
-			ss.srv.logf("pager: client gone: %v", err)
-			ss.write(&message{Type: msgFaultError, Error: err.Error(), Fault: &FaultError{Frame: -1, Page: -1, Reason: err.Error()}})
-		case err != nil:
-			ss.srv.logf("pager: fault loop: %v", err)
-			ss.write(&message{Type: msgFaultError, Error: err.Error(), Fault: &FaultError{Frame: -1, Page: -1, Reason: err.Error()}})
-		}
-	}()
+	var once sync.Once
+	report := func(err error) {
+		once.Do(func() {
+			var fe *FaultError
+			switch {
+			case errors.As(err, &fe):
+				ss.srv.logf("%v", fe)
+				ss.write(&message{Type: msgFaultError, Error: fe.Error(), Fault: fe})
+			case errors.Is(err, errClientGone):
+				// Usually the VMM exited (then this write fails harmlessly);
+				// if not (a region missing from its uffd), it must hear it.
+				ss.srv.logf("pager: client gone: %v", err)
+				ss.write(&message{Type: msgFaultError, Error: err.Error(), Fault: &FaultError{Frame: -1, Page: -1, Reason: err.Error()}})
+			default:
+				ss.srv.logf("pager: fault loop: %v", err)
+				ss.write(&message{Type: msgFaultError, Error: err.Error(), Fault: &FaultError{Frame: -1, Page: -1, Reason: err.Error()}})
+			}
+		})
+	}
+	for range max(ss.srv.Workers, 1) {
+		ss.loopWG.Add(1)
+		go func() {
+			defer ss.loopWG.Done()
+			if err := l.run(lctx); err != nil {
+				report(err)
+			}
+			cancel() // stops the prefetcher and the other workers
+			l.stop()
+		}()
+	}
 	if m.Prefetch != nil {
 		ss.loopWG.Add(1)
 		go func() {
@@ -225,9 +240,10 @@ func (ss *session) stopLoop() {
 		return
 	}
 	ss.cancelLoop()
-	ss.loop.signal()
+	ss.loop.stop()
 	ss.loopWG.Wait()
 	unix.Close(ss.uffdFD)
 	unix.Close(ss.wakeFD)
+	unix.Close(ss.stopFD)
 	ss.loop = nil
 }

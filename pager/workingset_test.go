@@ -37,7 +37,7 @@ func covers(ws *WorkingSet, artifact string, p int64) bool {
 func TestWorkingSetRecordAndPrefetch(t *testing.T) {
 	cfg := testImageConfig(4096)
 	im := fakeimage.New(cfg)
-	sock := testServer(t, &Server{Open: openOnly(im)})
+	sock := testServer(t, &Server{Open: openOnly(im), Workers: 2})
 	list := subset(cfg.Pages, 7)
 
 	rec := runClient(t, helperConfig{Socket: sock, Image: cfg, Pattern: "list", List: list, Threads: 2, Method: "direct", Split: true, Record: true}, 60*time.Second)
