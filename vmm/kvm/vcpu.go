@@ -90,15 +90,21 @@ func (v *VCPU) Run() (Exit, error) {
 	if v.fd < 0 {
 		return Exit{}, ErrClosed
 	}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(v.fd), kvmRun, 0)
-	switch errno {
-	case 0:
-	case unix.EINTR:
-		return Exit{Reason: ExitIntr}, nil
-	default:
-		return Exit{}, fmt.Errorf("kvm: KVM_RUN on vCPU %d: %w", v.id, errno)
+	for {
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(v.fd), kvmRun, 0)
+		switch errno {
+		case 0:
+			return v.decodeExit()
+		case unix.EINTR:
+			return Exit{Reason: ExitIntr}, nil
+		case unix.EAGAIN:
+			// A vCPU waiting for INIT/SIPI returns EAGAIN once the
+			// in-kernel LAPIC has accepted them: enter again.
+			continue
+		default:
+			return Exit{}, fmt.Errorf("kvm: KVM_RUN on vCPU %d: %w", v.id, errno)
+		}
 	}
-	return v.decodeExit()
 }
 
 func (v *VCPU) decodeExit() (Exit, error) {

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/smolvm/smolvm/vmm"
+	"github.com/smolvm/smolvm/vmm/guest"
+)
+
+// defaultCmdline is the kernel command line of `smolvm boot`: the console on
+// COM1 and an immediate reboot (which ends the VM) on panic.
+const defaultCmdline = "console=ttyS0 panic=-1"
+
+type bootFlags struct {
+	kernel, initrd, cmdline, mem, name string
+	cpus                               int
+}
+
+func init() {
+	var f bootFlags
+	cmd := &cobra.Command{
+		Use:   "boot",
+		Short: "Boot a Linux kernel in a micro-VM in the foreground",
+		Long: `boot starts a VM from a kernel and initramfs (by default the Debian cloud
+kernel and smolvm's own initramfs) and runs it in the foreground: the guest's
+serial console is on stdout and stdin is typed into it (raw mode on a
+terminal; press Ctrl-A then x to stop the VM). boot exits 0 when the guest
+powers off or reboots; SIGINT and SIGTERM stop the VM.
+
+--initrd "" boots without an initramfs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBoot(cmd, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.kernel, "kernel", "", "bzImage to boot (default: newest /boot/vmlinuz-*-cloud-amd64)")
+	fl.StringVar(&f.initrd, "initrd", "", "initramfs (default: smolvm's default guest initramfs)")
+	fl.StringVar(&f.cmdline, "cmdline", defaultCmdline, "kernel command line")
+	fl.IntVar(&f.cpus, "cpus", 1, "number of vCPUs")
+	fl.StringVar(&f.mem, "mem", "256M", "guest memory (e.g. 256M, 1G)")
+	fl.StringVar(&f.name, "name", "", "name of the VM, used in messages")
+	register(cmd)
+}
+
+func runBoot(cmd *cobra.Command, f bootFlags) error {
+	mem, err := parseSize(f.mem)
+	if err != nil {
+		return fmt.Errorf("--mem: %w", err)
+	}
+	if f.kernel == "" {
+		if f.kernel, err = guest.Kernel(); err != nil {
+			return err
+		}
+	}
+	if !cmd.Flags().Changed("initrd") {
+		if f.initrd, err = guest.Initramfs(guest.Options{}); err != nil {
+			return err
+		}
+	}
+
+	stdin, restore, err := openConsoleInput()
+	if err != nil {
+		return err
+	}
+	defer restore()
+
+	m, err := vmm.New(vmm.Config{
+		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline,
+		CPUs: f.cpus, MemBytes: mem,
+		Console: os.Stdout, ConsoleIn: stdin,
+	})
+	if err != nil {
+		return f.named(err)
+	}
+	defer m.Close()
+
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stdin.onEscape = cancel
+
+	runErr := m.Run(ctx)
+	restore()
+	if runErr != nil {
+		var ee *vmm.ExitError
+		if errors.As(runErr, &ee) {
+			return &exitError{code: 2, err: f.named(runErr)}
+		}
+		return f.named(runErr)
+	}
+	switch r := m.StopReason(); r {
+	case vmm.StopPowerOff, vmm.StopReboot:
+		fmt.Fprintf(os.Stderr, "smolvm: %v\n", f.named(fmt.Errorf("guest %s", map[vmm.StopReason]string{vmm.StopPowerOff: "powered off", vmm.StopReboot: "rebooted"}[r])))
+		return nil
+	default:
+		return &exitError{code: 130, err: f.named(errors.New("VM stopped before the guest powered off"))}
+	}
+}
+
+// named prefixes err with the VM's name, when it has one.
+func (f bootFlags) named(err error) error {
+	if f.name == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", f.name, err)
+}
