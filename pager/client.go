@@ -279,3 +279,25 @@ func HostAddr(b []byte) uint64 { return uint64(uintptr(unsafe.Pointer(unsafe.Sli
 
 // PageSize re-exports the page size regions are aligned to.
 const PageSize = format.PageSize
+
+// Attach is the VMM side in one call: it creates a userfaultfd with regions
+// registered, connects to the daemon at socket (DaemonSocket(mountpoint)),
+// and registers. The caller owns both results: Close the client when the VM
+// has stopped, then close the fd; until then watch c.Err().
+func Attach(ctx context.Context, socket string, regions []Region, opt RegisterOptions) (c *Client, uffdFD int, err error) {
+	fd, err := NewUserfaultfd(regions)
+	if err != nil {
+		return nil, -1, err
+	}
+	c, err = Dial(ctx, socket)
+	if err != nil {
+		unix.Close(fd)
+		return nil, -1, err
+	}
+	if err := c.Register(ctx, fd, regions, opt); err != nil {
+		c.Close()
+		unix.Close(fd)
+		return nil, -1, fmt.Errorf("pager: register with %s: %w", socket, err)
+	}
+	return c, fd, nil
+}

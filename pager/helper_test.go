@@ -243,21 +243,22 @@ func runClientHelper(cfg *helperConfig) int {
 	if err != nil {
 		return fail(exitSetup, "mmap: %v", err)
 	}
-	uffdRegions := g.regions
-	if cfg.UffdFirstOnly {
-		uffdRegions = g.regions[:1]
-	}
-	fd, err := NewUserfaultfd(uffdRegions)
-	if err != nil {
-		return fail(exitSetup, "%v", err)
-	}
-	c, err := Dial(ctx, cfg.Socket)
-	if err != nil {
-		return fail(exitSetup, "%v", err)
-	}
+	opt := RegisterOptions{Record: cfg.Record, Prefetch: cfg.Prefetch}
 	regStart := time.Now()
-	if err := c.Register(ctx, fd, g.regions, RegisterOptions{Record: cfg.Record, Prefetch: cfg.Prefetch}); err != nil {
-		return fail(exitSetup, "register: %v", err)
+	var c *Client
+	if cfg.UffdFirstOnly {
+		fd, err := NewUserfaultfd(g.regions[:1])
+		if err != nil {
+			return fail(exitSetup, "%v", err)
+		}
+		if c, err = Dial(ctx, cfg.Socket); err != nil {
+			return fail(exitSetup, "%v", err)
+		}
+		if err := c.Register(ctx, fd, g.regions, opt); err != nil {
+			return fail(exitSetup, "register: %v", err)
+		}
+	} else if c, _, err = Attach(ctx, cfg.Socket, g.regions, opt); err != nil {
+		return fail(exitSetup, "%v", err)
 	}
 	if cfg.HeartbeatMs > 0 {
 		hb := time.Duration(cfg.HeartbeatMs) * time.Millisecond
