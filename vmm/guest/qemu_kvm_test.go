@@ -3,7 +3,6 @@ package guest
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"os/exec"
 	"sort"
@@ -167,9 +166,8 @@ func TestKVMQEMUConsoleShell(t *testing.T) {
 }
 
 // BenchmarkQEMUBootToReady reports QEMU/KVM's boot-to-ReadyMarker time for
-// the default guest, in seconds per boot. In the lab:
-//
-//	go run ./internal/lab/cmd/labrun -- sh -c 'cd vmm/guest && go test -run ^$ -bench QEMUBootToReady -benchtime 3x'
+// the default guest, in seconds per boot. docs/LAB.md shows how to run it in
+// the lab.
 func BenchmarkQEMUBootToReady(b *testing.B) {
 	kvmtest.Require(b)
 	var total time.Duration
@@ -178,5 +176,5 @@ func BenchmarkQEMUBootToReady(b *testing.B) {
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/boot")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("%s", fmt.Sprint(kvmtest.Label()))
+	b.Logf("figures are %s", kvmtest.Label())
 }
