@@ -96,7 +96,7 @@ func TestKVMBootKernelPanicReboots(t *testing.T) {
 	if m.StopReason() != StopReboot {
 		t.Fatalf("stop reason %v, want reboot\nconsole:\n%s", m.StopReason(), tail(out))
 	}
-	for _, want := range []string{"Brought up 1 node, 2 CPUs", "Kernel panic", "ACPI: IOAPIC"} {
+	for _, want := range []string{"Brought up 1 node, 2 CPUs", "Kernel panic", "IOAPIC[0]: apic_id 2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("console lacks %q\nconsole:\n%s", want, tail(out))
 		}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/smolvm/smolvm/internal/kvmtest"
+	"github.com/smolvm/smolvm/vmm/guest"
+)
+
+// These tests run bin/smolvm (built by `make build`, which `make test-kvm`
+// runs first) as a child process, the way a user does.
+
+func smolvmBin(t testing.TB) string {
+	t.Helper()
+	p, err := filepath.Abs("../../bin/smolvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s missing: run make build (make test-kvm does): %v", p, err)
+	}
+	return p
+}
+
+// consoleRun is a child VM process whose console is read line by line.
+type consoleRun struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string // console lines; closed at EOF
+	start time.Time
+	all   strings.Builder
+}
+
+func startConsole(t testing.TB, ctx context.Context, name string, args ...string) *consoleRun {
+	t.Helper()
+	r := &consoleRun{cmd: exec.CommandContext(ctx, name, args...), lines: make(chan string, 1024)}
+	r.cmd.WaitDelay = 5 * time.Second
+	r.cmd.Cancel = func() error { return r.cmd.Process.Signal(syscall.SIGTERM) }
+	out, err := r.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cmd.Stderr = r.cmd.Stdout
+	if r.stdin, err = r.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	r.start = time.Now()
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+	})
+	go func() {
+		defer close(r.lines)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			r.lines <- strings.TrimRight(sc.Text(), "\r")
+		}
+	}()
+	return r
+}
+
+// waitFor reads console lines until one contains marker and returns the
+// time since start.
+func (r *consoleRun) waitFor(t testing.TB, marker string, timeout time.Duration) time.Duration {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-r.lines:
+			if !ok {
+				t.Fatalf("console ended before %q:\n%s", marker, tailLines(r.all.String()))
+			}
+			r.all.WriteString(l + "\n")
+			if strings.Contains(l, marker) {
+				return time.Since(r.start)
+			}
+		case <-deadline:
+			t.Fatalf("no %q within %v:\n%s", marker, timeout, tailLines(r.all.String()))
+		}
+	}
+}
+
+// finish drains the console and waits for the process; it returns the exit
+// status.
+func (r *consoleRun) finish(t testing.TB, timeout time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		for l := range r.lines {
+			r.all.WriteString(l + "\n")
+		}
+		done <- r.cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("wait: %v", err)
+		}
+		return 0
+	case <-time.After(timeout):
+		t.Fatalf("process did not exit within %v:\n%s", timeout, tailLines(r.all.String()))
+		return -1
+	}
+}
+
+func tailLines(s string) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > 60 {
+		ls = append([]string{"..."}, ls[len(ls)-60:]...)
+	}
+	return strings.Join(ls, "\n")
+}
+
+// TestKVMBootCLIRunsInitAndPowersOff: the acceptance run of issue 5. The
+// cloud kernel with 2 vCPUs reaches /init, runs the smolvm.cmd script, and
+// /init's poweroff -f ends the process with status 0.
+func TestKVMBootCLIRunsInitAndPowersOff(t *testing.T) {
+	kvmtest.Require(t)
+	kernel, err := guest.Kernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	script := `echo "cpus=$(grep -c ^processor /proc/cpuinfo) answer=$((6*7))"`
+	r := startConsole(t, ctx, smolvmBin(t), "boot", "--kernel", kernel, "--cpus", "2", "--mem", "256M",
+		"--cmdline", "console=ttyS0 panic=-1 "+guest.CmdParam(script))
+	r.waitFor(t, "Brought up 1 node, 2 CPUs", 2*time.Minute)
+	ready := r.waitFor(t, guest.ReadyMarker, 2*time.Minute)
+	r.waitFor(t, "cpus=2 answer=42", time.Minute)
+	r.waitFor(t, guest.ExitMarkerPrefix+"0", time.Minute)
+	if code := r.finish(t, time.Minute); code != 0 {
+		t.Fatalf("smolvm boot exited %d after poweroff:\n%s", code, tailLines(r.all.String()))
+	}
+	if !strings.Contains(r.all.String(), "guest powered off") {
+		t.Errorf("no poweroff message:\n%s", tailLines(r.all.String()))
+	}
+	t.Logf("smolvm boot to %q: %v [%s]", guest.ReadyMarker, ready.Round(time.Millisecond), kvmtest.Label())
+}
+
+// TestKVMBootCLIConsoleShell types into the guest's serial console: the
+// default /init's shell runs the command and powers off when told to.
+func TestKVMBootCLIConsoleShell(t *testing.T) {
+	kvmtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := startConsole(t, ctx, smolvmBin(t), "boot", "--cpus", "1", "--mem", "256M", "--cmdline", "console=ttyS0 panic=-1 quiet")
+	r.waitFor(t, guest.ReadyMarker, 2*time.Minute)
+	time.Sleep(500 * time.Millisecond) // let the shell start reading
+	if _, err := io.WriteString(r.stdin, "echo typed-$((6*7))\n"); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "typed-42", time.Minute)
+	if _, err := io.WriteString(r.stdin, "poweroff -f\n"); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.finish(t, time.Minute); code != 0 {
+		t.Fatalf("exit status %d:\n%s", code, tailLines(r.all.String()))
+	}
+}
+
+// TestKVMBootCLISIGTERMStops: SIGTERM to smolvm boot stops a running guest
+// promptly and the process exits non-zero, leaving nothing behind.
+func TestKVMBootCLISIGTERMStops(t *testing.T) {
+	kvmtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := startConsole(t, ctx, smolvmBin(t), "boot", "--cpus", "2", "--mem", "256M", "--cmdline", "console=ttyS0 panic=-1 quiet")
+	r.waitFor(t, guest.ReadyMarker, 2*time.Minute)
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code := r.finish(t, 30*time.Second)
+	if code == 0 {
+		t.Fatalf("exit status 0 after SIGTERM")
+	}
+	t.Logf("exited %d, %v after SIGTERM", code, time.Since(start).Round(time.Millisecond))
+}
+
+// TestKVMBootCLINotAKernel: a file that is not a bzImage fails cleanly.
+func TestKVMBootCLINotAKernel(t *testing.T) {
+	kvmtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, smolvmBin(t), "boot", "--kernel", "/etc/passwd", "--initrd", "").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("want a non-zero exit, got %v:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "not a bzImage") || strings.Contains(string(out), "panic") {
+		t.Fatalf("unclear failure:\n%s", out)
+	}
+}
+
+// qemuArgs is the reference boot: QEMU/KVM with the same vCPUs, memory,
+// kernel, initramfs and command line as the smolvm boot it is compared with.
+func qemuArgs(kernel, initrd, cmdline string) []string {
+	return []string{"-accel", "kvm", "-smp", "2", "-m", "256", "-nodefaults", "-no-user-config",
+		"-display", "none", "-no-reboot", "-serial", "stdio", "-kernel", kernel, "-initrd", initrd, "-append", cmdline}
+}
+
+// TestKVMBootTimeVsQEMU boots the default guest to guest.ReadyMarker with
+// smolvm and with QEMU/KVM, alternately, and logs both medians and their
+// ratio. Process start to the marker line, same kernel, initramfs, command
+// line, 2 vCPUs, 256 MiB.
+func TestKVMBootTimeVsQEMU(t *testing.T) {
+	kvmtest.Require(t)
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Fatal("qemu-system-x86_64 missing: run make deps")
+	}
+	kernel, err := guest.Kernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd, err := guest.Initramfs(guest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdline := "console=ttyS0 panic=-1 quiet " + guest.CmdParam("true")
+	boot := func(name string, args ...string) time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		r := startConsole(t, ctx, name, args...)
+		d := r.waitFor(t, guest.ReadyMarker, 2*time.Minute)
+		if code := r.finish(t, time.Minute); code != 0 {
+			t.Fatalf("%s exited %d:\n%s", filepath.Base(name), code, tailLines(r.all.String()))
+		}
+		return d
+	}
+	const rounds = 3
+	var ours, theirs []time.Duration
+	for i := 0; i < rounds; i++ {
+		ours = append(ours, boot(smolvmBin(t), "boot", "--kernel", kernel, "--initrd", initrd, "--cpus", "2", "--mem", "256M", "--cmdline", cmdline))
+		theirs = append(theirs, boot(qemu, qemuArgs(kernel, initrd, cmdline)...))
+		t.Logf("round %d: smolvm %v, QEMU/KVM %v", i+1, ours[i].Round(time.Millisecond), theirs[i].Round(time.Millisecond))
+	}
+	med := func(ds []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), ds...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	o, q := med(ours), med(theirs)
+	t.Logf("boot to %q, median of %d [%s]: smolvm %v, QEMU/KVM %v, ratio QEMU/smolvm %.2f", guest.ReadyMarker, rounds,
+		kvmtest.Label(), o.Round(time.Millisecond), q.Round(time.Millisecond), float64(q)/float64(o))
+	t.Logf("commands: smolvm boot --kernel K --initrd I --cpus 2 --mem 256M --cmdline %q; %s", cmdline,
+		fmt.Sprint("qemu-system-x86_64 ", strings.Join(qemuArgs("K", "I", "..."), " ")))
+}
