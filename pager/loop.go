@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -36,6 +37,16 @@ type faultLoop struct {
 	c        *counters
 	rec      *recorder
 	prefetch chan prefetchItem
+	busy     atomic.Int32 // workers between reading messages and finishing them
+}
+
+// settle waits (at most limit) until no worker is handling messages it has
+// read, so that counters include every fault whose thread has been woken.
+func (l *faultLoop) settle(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for l.busy.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Microsecond)
+	}
 }
 
 // prefetchItem is one unit of prefetch work: a fetched frame, or a run of
@@ -72,8 +83,10 @@ func (l *faultLoop) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		l.busy.Add(1)
 		n, err := uffd.Read(l.fd, buf)
 		if err != nil {
+			l.busy.Add(-1)
 			return fmt.Errorf("%w: %v", errClientGone, err)
 		}
 		if n > 0 {
@@ -81,11 +94,14 @@ func (l *faultLoop) run(ctx context.Context) error {
 			for i := 0; i < n; i++ {
 				m, _ := uffd.DecodeMsg(buf[i*uffd.MsgSize:])
 				if err := l.handle(ctx, m, now); err != nil {
+					l.busy.Add(-1)
 					return err
 				}
 			}
+			l.busy.Add(-1)
 			continue // drain every pending fault before prefetch work
 		}
+		l.busy.Add(-1)
 		select {
 		case it := <-l.prefetch:
 			if err := l.prefetchOne(it); err != nil {
@@ -298,6 +314,7 @@ func (l *faultLoop) fill(r *region, idx, n int64, src []byte, mode uint64, prefe
 		case err == unix.EEXIST:
 			// Present without us (touched before registration, or
 			// populated by the VMM): nothing to copy.
+			l.c.alreadyPresent.Add(1)
 			r.setFilled(idx, 1)
 		case err == unix.ESRCH || err == unix.ENOENT:
 			return fmt.Errorf("%w: %v", errClientGone, err)

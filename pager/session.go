@@ -120,6 +120,9 @@ func (ss *session) handle(ctx context.Context, m *message, rd *reader) *message 
 	case msgReady:
 		return &message{Type: msgOK, WorkingSet: ss.rec.stop()}
 	case msgStats:
+		if ss.loop != nil {
+			ss.loop.settle(50 * time.Millisecond)
+		}
 		st := ss.c.snapshot()
 		return &message{Type: msgOK, Stats: &st}
 	case msgClose:

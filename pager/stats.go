@@ -10,6 +10,7 @@ import (
 type Stats struct {
 	Faults          int64 `json:"faults"`           // page-fault messages read
 	WakeOnly        int64 `json:"wake_only"`        // faults on pages already filled (raced): just woken
+	AlreadyPresent  int64 `json:"already_present"`  // copies/zero fills refused (EEXIST) for pages not marked filled
 	Refilled        int64 `json:"refilled"`         // filled pages dropped by the VMM (MADV_DONTNEED), faulted again: zero-filled
 	PagesCopied     int64 `json:"pages_copied"`     // UFFDIO_COPY pages, demand and prefetch
 	ZeroPages       int64 `json:"zero_pages"`       // UFFDIO_ZEROPAGE pages, demand and prefetch
@@ -31,7 +32,7 @@ type Stats struct {
 type counters struct {
 	faults, wakeOnly, pagesCopied, zeroPages atomic.Int64
 	framesFetched, bytesFetched, prefetched  atomic.Int64
-	faultErrors, refilled                    atomic.Int64
+	faultErrors, refilled, alreadyPresent    atomic.Int64
 	prefetchDone                             atomic.Bool
 	latency                                  histogram
 }
@@ -41,7 +42,7 @@ func (c *counters) snapshot() Stats {
 		Faults: c.faults.Load(), WakeOnly: c.wakeOnly.Load(), PagesCopied: c.pagesCopied.Load(),
 		ZeroPages: c.zeroPages.Load(), FramesFetched: c.framesFetched.Load(), BytesFetched: c.bytesFetched.Load(),
 		PrefetchedPages: c.prefetched.Load(), PrefetchDone: c.prefetchDone.Load(), FaultErrors: c.faultErrors.Load(),
-		Refilled: c.refilled.Load(),
+		Refilled: c.refilled.Load(), AlreadyPresent: c.alreadyPresent.Load(),
 	}
 	s.LatencyCount = c.latency.count()
 	s.LatencyP50 = c.latency.quantile(0.50)
