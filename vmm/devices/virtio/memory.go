@@ -1,0 +1,70 @@
+package virtio
+
+import "fmt"
+
+// Memory is guest RAM as a device sees it: reads and writes at
+// guest-physical addresses. An access that is not entirely inside RAM fails
+// with an error wrapping ErrBadAddress and touches nothing. Implementations
+// must be safe for concurrent use.
+type Memory interface {
+	Read(gpa uint64, p []byte) error
+	Write(gpa uint64, p []byte) error
+}
+
+// Interrupt is how a transport reaches the guest's interrupt controller: a
+// message-signalled interrupt (MSI-X) or the level of the function's INTx
+// line. The machine implements it with KVM (KVM_SIGNAL_MSI, KVM_IRQ_LINE);
+// both may be called from any goroutine.
+type Interrupt interface {
+	SignalMSI(addr uint64, data uint32) error
+	SetINTx(high bool) error
+}
+
+// SliceMemory is a Memory over one byte slice that starts at guest-physical
+// address Base: for tests and for machines whose RAM is one mapping.
+type SliceMemory struct {
+	Base uint64
+	Mem  []byte
+}
+
+func (m *SliceMemory) span(gpa uint64, n int) ([]byte, error) {
+	off := gpa - m.Base
+	if gpa < m.Base || off > uint64(len(m.Mem)) || uint64(n) > uint64(len(m.Mem))-off {
+		return nil, &AddressError{Addr: gpa, Len: n}
+	}
+	return m.Mem[off : off+uint64(n)], nil
+}
+
+// Read copies len(p) bytes at gpa into p.
+func (m *SliceMemory) Read(gpa uint64, p []byte) error {
+	b, err := m.span(gpa, len(p))
+	if err != nil {
+		return err
+	}
+	copy(p, b)
+	return nil
+}
+
+// Write copies p to gpa.
+func (m *SliceMemory) Write(gpa uint64, p []byte) error {
+	b, err := m.span(gpa, len(p))
+	if err != nil {
+		return err
+	}
+	copy(b, p)
+	return nil
+}
+
+// AddressError names a guest range that is not in RAM. It wraps
+// ErrBadAddress.
+type AddressError struct {
+	Addr uint64
+	Len  int
+}
+
+func (e *AddressError) Error() string {
+	return fmt.Sprintf("virtio: guest range [%#x, +%#x) is not in RAM", e.Addr, e.Len)
+}
+
+// Unwrap makes errors.Is(err, ErrBadAddress) hold.
+func (e *AddressError) Unwrap() error { return ErrBadAddress }
