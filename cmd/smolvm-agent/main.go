@@ -1,0 +1,97 @@
+// Command smolvm-agent is smolvm's guest agent (docs/AGENT.md). It runs in
+// the guest, started by the default initramfs's /init: it listens on vsock
+// port 52 for exec sessions from the host and, once listening, tells the
+// host it is ready by connecting to vsock port 53 on the host (CID 2).
+//
+// It is built static (CGO_ENABLED=0) so that it runs on a busybox
+// initramfs. It must not depend on anything in the guest but the kernel's
+// vsock transport.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/smolvm/smolvm/agent"
+)
+
+func main() {
+	port := flag.Uint("port", agent.ExecPort, "vsock port to listen on")
+	readyPort := flag.Uint("ready-port", agent.ReadyPort, "host vsock port told when the agent is ready (0: none)")
+	flag.Parse()
+	log.SetPrefix("smolvm-agent: ")
+	log.SetFlags(0)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, uint32(*port), uint32(*readyPort)); err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, port, readyPort uint32) error {
+	ln, err := listenVsock(port)
+	if err != nil {
+		return err
+	}
+	srv := &agent.Server{Name: "smolvm-agent/" + strconv.Itoa(agent.Version)}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	if readyPort != 0 {
+		go notifyReady(ctx, readyPort)
+	}
+	return <-done
+}
+
+// notifyReady tells the host the agent listens. The host's listener exists
+// before the guest starts, so a few quick retries cover a vsock transport
+// that is still coming up.
+func notifyReady(ctx context.Context, port uint32) {
+	var last error
+	for try := 0; try < 50; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		c, err := dialVsock(unix.VMADDR_CID_HOST, port)
+		if err != nil {
+			last = err
+			continue
+		}
+		err = agent.SendReady(c, readyInfo())
+		c.Close()
+		if err == nil {
+			return
+		}
+		last = err
+	}
+	log.Printf("could not tell the host it is ready: %v", last)
+}
+
+func readyInfo() agent.Ready {
+	r := agent.Ready{PID: os.Getpid()}
+	r.Hostname, _ = os.Hostname()
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		r.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if b, err := os.ReadFile("/proc/uptime"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			r.Uptime, _ = strconv.ParseFloat(f[0], 64)
+		}
+	}
+	return r
+}
