@@ -96,3 +96,42 @@ func TestPagerService(t *testing.T) {
 		t.Errorf("daemon filled %d+%d pages, want %d", st.PagesCopied, st.ZeroPages, memSize/pager.PageSize)
 	}
 }
+
+// mmap mode through the smolmount binary: a MAP_PRIVATE mapping of the
+// mounted memory file is bit-identical to the source, populated from a
+// working set or not, and writes stay private.
+func TestPagerMmapMode(t *testing.T) {
+	const memSize = 8 << 20
+	bundle, sources := testBundle(t, memSize)
+	d := startDaemon(t, bundle)
+	want, err := os.ReadFile(sources["memory"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := &pager.WorkingSet{Version: 1, PageSize: pager.PageSize, Ranges: []pager.PageRange{{Artifact: "memory", Page: 16, Count: 512}}}
+	for _, populate := range []bool{false, true} {
+		m, err := pager.MapFile(d.dir+"/memory", 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if populate {
+			if err := m.Populate(ws, "memory", 0, pager.PopulateRead); err != nil {
+				m.Close()
+				t.Fatal(err)
+			}
+		}
+		same := bytes.Equal(m.Mem, want)
+		m.Mem[0] ^= 0xff
+		m.Close()
+		if !same {
+			t.Fatalf("populate=%v: mapping differs from the source", populate)
+		}
+	}
+	got, err := os.ReadFile(d.dir + "/memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("a write to the private mapping reached the mount")
+	}
+}
