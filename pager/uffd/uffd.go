@@ -14,6 +14,9 @@ import (
 // vm.unprivileged_userfaultfd sysctl (Linux 6.1+, access by file mode).
 const DevicePath = "/dev/userfaultfd"
 
+// devicePath is DevicePath; tests point it elsewhere to take the fallback.
+var devicePath = DevicePath
+
 // New creates a userfaultfd with O_CLOEXEC|O_NONBLOCK: first through
 // /dev/userfaultfd (USERFAULTFD_IOC_NEW), then through the userfaultfd(2)
 // system call. The caller owns the fd and must call API on it before
@@ -21,15 +24,15 @@ const DevicePath = "/dev/userfaultfd"
 func New() (int, error) {
 	flags := unix.O_CLOEXEC | unix.O_NONBLOCK
 	devErr := error(nil)
-	if dev, err := unix.Open(DevicePath, unix.O_RDWR|unix.O_CLOEXEC, 0); err == nil {
+	if dev, err := unix.Open(devicePath, unix.O_RDWR|unix.O_CLOEXEC, 0); err == nil {
 		fd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(dev), ioctlNew, uintptr(flags))
 		unix.Close(dev)
 		if errno == 0 {
 			return int(fd), nil
 		}
-		devErr = fmt.Errorf("%s: USERFAULTFD_IOC_NEW: %w", DevicePath, errno)
+		devErr = fmt.Errorf("%s: USERFAULTFD_IOC_NEW: %w", devicePath, errno)
 	} else {
-		devErr = fmt.Errorf("open %s: %w", DevicePath, err)
+		devErr = fmt.Errorf("open %s: %w", devicePath, err)
 	}
 	fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, uintptr(flags), 0, 0)
 	if errno != 0 {

@@ -94,3 +94,23 @@ func TestRegisterErrors(t *testing.T) {
 		t.Fatal("unregistered page is not zero")
 	}
 }
+
+// Without the device, New falls back to the userfaultfd(2) system call.
+func TestNewFallsBackToSyscall(t *testing.T) {
+	devicePath = "/nonexistent/userfaultfd"
+	t.Cleanup(func() { devicePath = DevicePath })
+	fd, err := New()
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			t.Skipf("userfaultfd(2) not allowed here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, _, err := API(fd, 0); err != nil {
+		t.Fatalf("API on the syscall-made fd: %v", err)
+	}
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK == 0 {
+		t.Fatalf("fd flags %#x, %v: want O_NONBLOCK", fl, err)
+	}
+}
