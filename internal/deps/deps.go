@@ -4,7 +4,6 @@
 package deps
 
 import (
-	_ "github.com/cavaliergopher/cpio"
 	_ "github.com/cespare/xxhash/v2"
 	_ "github.com/hanwen/go-fuse/v2/fs"
 )
