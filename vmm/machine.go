@@ -38,7 +38,8 @@ type Machine struct {
 	acpi   *acpi.Device
 	pci    *pci.Host
 
-	stop stopper
+	stop  stopper
+	pause pauseGate // Pause/Resume (control.go)
 
 	mu     sync.Mutex
 	ran    bool

@@ -73,6 +73,7 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 	runtime.LockOSThread()
 	v.Bind()
 	for !m.stop.stopped() {
+		m.pause.park(v, m.stop.done) // waits while paused (control.go)
 		exit, err := v.Run()
 		if err != nil {
 			m.stop.request(StopError, fmt.Errorf("%w: vCPU %d: %w", ErrGuest, v.ID(), err))
