@@ -25,6 +25,11 @@ type Config struct {
 	// goroutine until it returns, unless ConsoleIn is an *os.File that
 	// supports deadlines (then Run interrupts it).
 	ConsoleIn io.Reader
+	// VsockPath, if set, gives the machine a virtio-vsock device (guest CID
+	// 3) whose host side is a unix socket at this path: host clients
+	// connect there and write "CONNECT <port>\n"; guest connections to
+	// host port P reach the unix socket VsockPath_P.
+	VsockPath string
 }
 
 // MemAlign is the granularity of guest RAM sizes.
