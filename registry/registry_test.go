@@ -1,0 +1,263 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/smolvm/smolvm/format"
+	"github.com/smolvm/smolvm/internal/sampleimage"
+)
+
+func mustRead(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Push then pull gives the same file, byte for byte; a second pull is served
+// by the cache; a second push of the same bundle uploads nothing.
+func TestPushPullIdentical(t *testing.T) {
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	bundle, _ := makeBundle(t, dir, 16<<20, 1, "")
+	ref := reg.Host + "/smolvm/test:v1"
+	pr, err := Push(ctxT(t), bundle, ref, PushOptions{Remote: local, PackSize: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("push: %+v", pr)
+	if pr.UploadedPacks < 2 || pr.UploadedPacks != pr.Packs || pr.ReusedFrames != 0 {
+		t.Fatalf("first push: want several packs all uploaded, got %+v", pr)
+	}
+	cache := filepath.Join(dir, "cache")
+	for _, tc := range []struct {
+		name   string
+		cached bool
+	}{{"cold", false}, {"warm", true}} {
+		out := filepath.Join(dir, "pulled-"+tc.name+".smolmachine")
+		res, err := Pull(ctxT(t), "oci://"+ref, out, PullOptions{Remote: local, CacheDir: cache, ChunkSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("pull %s: %+v", tc.name, res)
+		if !bytes.Equal(mustRead(t, out), mustRead(t, bundle)) {
+			t.Fatalf("pull %s: %s differs from %s", tc.name, out, bundle)
+		}
+		if tc.cached && (res.CachedPacks != res.Packs || res.Net.Bytes != 0) {
+			t.Fatalf("warm pull fetched again: %+v", res)
+		}
+		if !tc.cached && (res.FetchedPacks != res.Packs || res.Net.Bytes < pr.UploadedBytes) {
+			t.Fatalf("cold pull: %+v", res)
+		}
+	}
+	again, err := Push(ctxT(t), bundle, reg.Host+"/smolvm/test:v1-again", PushOptions{Remote: local, PackSize: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.UploadedBytes != 0 || again.ReusedFrames != again.Frames {
+		t.Fatalf("re-push uploaded %d bytes, reused %d of %d frames", again.UploadedBytes, again.ReusedFrames, again.Frames)
+	}
+}
+
+// A second bundle with 5% of its data pages changed (packed with the first
+// as parent, as a snapshot of a running base is) adds at most 10% to the
+// registry's storage, and pulls back identical.
+func TestPushDedupFivePercent(t *testing.T) {
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	b1, img := makeBundle(t, dir, 32<<20, 3, "")
+	next := filepath.Join(dir, "mem-4.img")
+	if err := os.WriteFile(next, mustRead(t, img), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sampleimage.Mutate(next, 0.05, 4, true); err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := makeBundle(t, dir, 32<<20, 4, b1)
+
+	if _, err := Push(ctxT(t), b1, reg.Host+"/vm:base", PushOptions{Remote: local}); err != nil {
+		t.Fatal(err)
+	}
+	before := reg.storageBytes(t)
+	r2, err := Push(ctxT(t), b2, reg.Host+"/vm:next", PushOptions{Remote: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := reg.storageBytes(t) - before
+	t.Logf("base: %d bytes in the registry; second push +%d bytes (%.1f%%): %+v", before, added, 100*float64(added)/float64(before), r2)
+	if added > before/10 {
+		t.Fatalf("second push added %d bytes to %d: more than 10%%", added, before)
+	}
+	if r2.ReusedFrames == 0 || r2.NewPacks != 1 {
+		t.Fatalf("second push reused nothing: %+v", r2)
+	}
+	out := filepath.Join(dir, "next.smolmachine")
+	if _, err := Pull(ctxT(t), reg.Host+"/vm:next", out, PullOptions{Remote: local, CacheDir: filepath.Join(dir, "cache")}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mustRead(t, out), mustRead(t, b2)) {
+		t.Fatal("pulled second bundle differs")
+	}
+}
+
+// A pack changed in the registry's storage makes a fresh pull fail naming
+// the blob, leaving no output and no partial download; a lazy read of a
+// frame in it fails naming the frame.
+func TestTamperedBlobRefused(t *testing.T) {
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	bundle, _ := makeBundle(t, dir, 8<<20, 5, "")
+	ref := reg.Host + "/vm:t"
+	if _, err := Push(ctxT(t), bundle, ref, PushOptions{Remote: local, PackSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	lz, err := Open(ctxT(t), ref, LazyOptions{Remote: local, CacheDir: filepath.Join(dir, "c0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lz.Close()
+	a, err := lz.src.p.fetchArtifact(ctxT(t), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := a.cfg.Packs[0].Digest
+	p := reg.blobPath(victim)
+	b := mustRead(t, p)
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cache := filepath.Join(dir, "cache")
+	out := filepath.Join(dir, "out.smolmachine")
+	_, err = Pull(ctxT(t), ref, out, PullOptions{Remote: local, CacheDir: cache})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), victim) {
+		t.Fatalf("pull of a tampered pack: want ErrCorrupt naming %s, got %v", victim, err)
+	}
+	t.Logf("pull: %v", err)
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("%s exists after a failed pull", out)
+	}
+	left, _ := filepath.Glob(filepath.Join(cache, "blobs/sha256/*"))
+	hidden, _ := filepath.Glob(filepath.Join(cache, "blobs/sha256/.*"))
+	for _, f := range append(left, hidden...) {
+		if strings.Contains(f, victim[7:]) {
+			t.Fatalf("cache kept %s of the tampered pack", f)
+		}
+	}
+	// Lazily: the first frame of the damaged pack fails, naming it.
+	for i, l := range a.cfg.locs {
+		if l.pack.String() != victim || l.offset+l.length <= int64(len(b)/2) {
+			continue
+		}
+		_, err := lz.Frame(ctxT(t), i)
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), a.cfg.fr.Frame(i).Digest.String()) {
+			t.Fatalf("lazy frame %d in the tampered pack: want ErrCorrupt naming it, got %v", i, err)
+		}
+		t.Logf("lazy: %v", err)
+		break
+	}
+}
+
+// An interrupted pull resumes: a pack's partial download is continued, not
+// restarted; a partial file with wrong bytes is detected and fetched anew.
+func TestPullResumes(t *testing.T) {
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	bundle, _ := makeBundle(t, dir, 8<<20, 6, "")
+	ref := reg.Host + "/vm:r"
+	if _, err := Push(ctxT(t), bundle, ref, PushOptions{Remote: local, PackSize: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	lz, err := Open(ctxT(t), ref, LazyOptions{Remote: local, CacheDir: filepath.Join(dir, "c0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := lz.src.cfg
+	lz.Close()
+	if len(cfg.Packs) != 1 {
+		t.Fatalf("want one pack, got %d", len(cfg.Packs))
+	}
+	pack := mustRead(t, reg.blobPath(cfg.Packs[0].Digest))
+	half := int64(len(pack) / 2)
+	for _, tc := range []struct {
+		name    string
+		partial []byte
+		maxNet  int64
+	}{
+		{"good half", pack[:half], int64(len(pack)) - half},
+		{"bad half", append([]byte{pack[0] ^ 1}, pack[1:half]...), 2 * int64(len(pack))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := filepath.Join(t.TempDir(), "cache")
+			c, _ := openCache(cache)
+			if err := os.WriteFile(c.partialPath(cfg.packs[0]), tc.partial, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "out.smolmachine")
+			res, err := Pull(ctxT(t), ref, out, PullOptions{Remote: local, CacheDir: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Net.Bytes > tc.maxNet {
+				t.Fatalf("fetched %d bytes, want at most %d", res.Net.Bytes, tc.maxNet)
+			}
+			if !bytes.Equal(mustRead(t, out), mustRead(t, bundle)) {
+				t.Fatal("resumed pull differs")
+			}
+		})
+	}
+}
+
+// A lazy bundle fetches only the frames reads touch (range requests of
+// exactly those frames), and reads the right bytes.
+func TestLazyFetchesTouchedFrames(t *testing.T) {
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	bundle, img := makeBundle(t, dir, 32<<20, 7, "")
+	ref := reg.Host + "/vm:lazy"
+	if _, err := Push(ctxT(t), bundle, ref, PushOptions{Remote: local}); err != nil {
+		t.Fatal(err)
+	}
+	want := mustRead(t, img)
+	lz, err := Open(ctxT(t), ref, LazyOptions{Remote: local, CacheDir: filepath.Join(dir, "cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lz.Close()
+	im, err := lz.Image("memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	frames := map[int32]bool{}
+	var frameBytes int64
+	const n = 20
+	for range n {
+		pg := rng.Int64N(int64(len(want)) / format.PageSize)
+		buf := make([]byte, format.PageSize)
+		if _, err := im.ReadAt(buf, pg*format.PageSize); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, want[pg*format.PageSize:(pg+1)*format.PageSize]) {
+			t.Fatalf("page %d differs", pg)
+		}
+		if e, ok := im.Locate(pg); ok && !frames[e.Frame] {
+			frames[e.Frame] = true
+			frameBytes += lz.Format().Frame(int(e.Frame)).Length
+		}
+	}
+	ns := lz.NetStats()
+	t.Logf("%d random pages: %d frames touched, %d range requests, %d bytes fetched (bundle %d bytes)", n, len(frames), ns.Requests, ns.Bytes, lz.Format().Size())
+	if ns.Requests != int64(len(frames)) || ns.Bytes != frameBytes {
+		t.Fatalf("fetched %d requests / %d bytes, the touched frames are %d / %d bytes", ns.Requests, ns.Bytes, len(frames), frameBytes)
+	}
+}
