@@ -3,8 +3,8 @@ package control
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
