@@ -4,6 +4,7 @@
 // same opened bundle and cache.
 //
 //	smolmount BUNDLE MOUNTPOINT [--cache DIR] [--cache-size SIZE] [--store DIR]
+//	smolmount oci://REGISTRY/REPO:TAG MOUNTPOINT [--insecure] [...]
 //	smolmount -u MOUNTPOINT
 //
 // See docs/SMOLMOUNT.md.
@@ -46,6 +47,10 @@ disk/NAME as read-only files at MOUNTPOINT, fetching and verifying only the
 frames that reads touch, through one cache shared by every reader. It runs in
 the foreground until unmounted or sent SIGINT/SIGTERM, and prints a line
 starting "smolmount: ready" once mounted.
+
+BUNDLE may be oci://REGISTRY/REPO:TAG (see smolvm push): only the artifact's
+manifest and config are fetched at start, then each frame a read needs by an
+HTTP range request, verified, into the shared cache ($XDG_CACHE_HOME/smolvm).
 
 smolmount -u MOUNTPOINT ends the daemon serving MOUNTPOINT (it unmounts
 cleanly), or cleans up the stale mount of a dead or hung daemon (fusectl
@@ -98,6 +103,7 @@ abort, then a lazy unmount).`,
 	f.StringVar(&cfg.cacheDir, "cache", "", "spill directory for frames evicted from the memory cache")
 	f.StringVar(&cacheSize, "cache-size", "256MiB", "memory cache of decompressed frames (SIZE: 512M, 2GiB, ...)")
 	f.StringVar(&cfg.storeDir, "store", "", "chunk store directory holding a thin bundle's frames")
+	f.BoolVar(&cfg.insecure, "insecure", false, "BUNDLE oci://REGISTRY/REPO:TAG over plain HTTP (a local registry)")
 	f.StringVar(&maxRead, "max-read", "1MiB", "largest FUSE read request (128KiB..1MiB)")
 	f.StringVar(&readAhead, "readahead", "1MiB", "kernel readahead for the mount as root (0: kernel default, 128KiB)")
 	f.BoolVar(&cfg.allowOther, "allow-other", os.Geteuid() == 0, "let other users read the mount (default when root)")

@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/smolvm/smolvm/chunkstore"
 	"github.com/smolvm/smolvm/fusefs"
+	"github.com/smolvm/smolvm/registry"
 )
 
 // daemonConfig is one daemon's settings, from the command line.
@@ -24,6 +24,7 @@ type daemonConfig struct {
 	maxRead            int
 	readAheadKB        int
 	allowOther, debug  bool
+	insecure           bool      // oci:// over plain HTTP
 	out                io.Writer // the ready line goes here
 	onShutdown         func()    // called once shutdown starts
 }
@@ -36,22 +37,18 @@ const unmountTimeout = 15 * time.Second
 // service fails; then it stops the services, unmounts and closes the bundle.
 func runDaemon(ctx context.Context, cfg daemonConfig) (err error) {
 	logger := log.New(os.Stderr, "smolmount: ", log.LstdFlags)
-	fi, err := os.Stat(cfg.bundle)
+	cb, modTime, closeBundle, err := openBundle(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	cb, err := chunkstore.Open(cfg.bundle, chunkstore.Options{StoreDir: cfg.storeDir, CacheBytes: cfg.cacheBytes, CacheDir: cfg.cacheDir})
-	if err != nil {
-		return err
-	}
-	defer cb.Close()
+	defer closeBundle()
 	fb, err := fusefs.FromChunkstore(cb)
 	if err != nil {
 		return err
 	}
 	srv, err := fusefs.Mount(cfg.mountpoint, fb, fusefs.Options{
 		MaxRead: cfg.maxRead, ReadAheadKB: cfg.readAheadKB, AllowOther: cfg.allowOther,
-		ModTime: fi.ModTime(), Logger: logger, Debug: cfg.debug,
+		ModTime: modTime, Logger: logger, Debug: cfg.debug,
 	})
 	if err != nil {
 		return err
@@ -63,7 +60,10 @@ func runDaemon(ctx context.Context, cfg daemonConfig) (err error) {
 			err = errors.Join(err, uerr)
 		}
 	}()
-	bundleAbs, _ := filepath.Abs(cfg.bundle)
+	bundleAbs := cfg.bundle
+	if !registry.IsRef(cfg.bundle) {
+		bundleAbs, _ = filepath.Abs(cfg.bundle)
+	}
 	recPath, err := fusefs.WriteRecord(fusefs.Record{PID: os.Getpid(), MountPoint: srv.Dir(), Bundle: bundleAbs, Dev: srv.Info().Dev(), Started: time.Now()})
 	if err != nil {
 		return err
