@@ -178,3 +178,23 @@ func TestKVMTripleFaultIsAnError(t *testing.T) {
 	}
 	t.Logf("triple fault reported as: %v", err)
 }
+
+// TestKVMMemoryAbovePCIHole: more than 3 GiB of RAM is split into a slot
+// below the PCI hole and one from 4 GiB (mapped lazily: nothing is booted).
+func TestKVMMemoryAbovePCIHole(t *testing.T) {
+	kvmtest.Require(t)
+	const mem = 3<<30 + 512<<20
+	m, err := New(Config{Kernel: cloudKernel(t), Cmdline: "console=ttyS0", CPUs: 1, MemBytes: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	got := map[uint64]uint64{}
+	for _, s := range m.vm.Slots() {
+		got[s.GPA] = s.Size
+	}
+	want := map[uint64]uint64{0: 3 << 30, 4 << 30: 512 << 20}
+	if len(got) != len(want) || got[0] != want[0] || got[4<<30] != want[4<<30] {
+		t.Fatalf("memory slots %#v, want %#v", got, want)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -82,11 +83,26 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 	}
 	defer m.Close()
 
-	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stopSignals()
-	ctx, cancel := context.WithCancel(ctx)
+	// SIGINT/SIGTERM and the console escape cancel Run; the process then
+	// exits with 128 + the signal's number (130 for the escape, as for ^C).
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdin.onEscape = cancel
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var stopSig atomic.Int32
+	go func() {
+		select {
+		case s := <-sigs:
+			stopSig.Store(int32(s.(syscall.Signal)))
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stdin.onEscape = func() {
+		stopSig.Store(int32(syscall.SIGINT))
+		cancel()
+	}
 
 	runErr := m.Run(ctx)
 	restore()
@@ -102,7 +118,11 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 		fmt.Fprintf(os.Stderr, "smolvm: %v\n", f.named(fmt.Errorf("guest %s", map[vmm.StopReason]string{vmm.StopPowerOff: "powered off", vmm.StopReboot: "rebooted"}[r])))
 		return nil
 	default:
-		return &exitError{code: 130, err: f.named(errors.New("VM stopped before the guest powered off"))}
+		sig := syscall.Signal(stopSig.Load())
+		if sig == 0 {
+			sig = syscall.SIGINT
+		}
+		return &exitError{code: 128 + int(sig), err: f.named(fmt.Errorf("VM stopped (%v) before the guest powered off", sig))}
 	}
 }
 

@@ -20,33 +20,57 @@ type consoleInput struct {
 	r        io.Reader // f, or a fake in tests
 	f        *os.File
 	onEscape func()
-	pending  bool // the previous byte was escapeByte
+	pending  bool   // the previous byte was escapeByte
+	buf      []byte // raw input
+	carry    []byte // filtered input not yet returned
+	err      error  // the error of the read that produced carry
 }
 
 func (c *consoleInput) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if n > 0 && c.onEscape != nil {
-		out := p[:0]
-		for _, b := range p[:n] {
-			switch {
-			case c.pending && (b == 'x' || b == 'X'):
-				c.onEscape()
-				c.pending = false
-				continue
-			case c.pending && b == escapeByte:
-				c.pending = false // Ctrl-A Ctrl-A sends one Ctrl-A
-			case c.pending:
-				out = append(out, escapeByte)
-				c.pending = false
-			case b == escapeByte:
-				c.pending = true
-				continue
-			}
-			out = append(out, b)
+	if len(c.carry) == 0 {
+		if cap(c.buf) < len(p) {
+			c.buf = make([]byte, len(p))
 		}
-		n = len(out)
+		n, err := c.r.Read(c.buf[:len(p)])
+		c.filter(c.buf[:n])
+		if len(c.carry) == 0 {
+			return 0, err
+		}
+		c.err = err
 	}
-	return n, err
+	n := copy(p, c.carry)
+	c.carry = c.carry[n:]
+	if len(c.carry) == 0 && c.err != nil {
+		err := c.err
+		c.err = nil
+		return n, err
+	}
+	return n, nil
+}
+
+// filter appends in to carry without the escape sequence (calling onEscape
+// for it); a Ctrl-A not followed by x is passed through, and Ctrl-A Ctrl-A
+// sends one Ctrl-A.
+func (c *consoleInput) filter(in []byte) {
+	for _, b := range in {
+		switch {
+		case c.pending && (b == 'x' || b == 'X'):
+			c.pending = false
+			if c.onEscape != nil {
+				c.onEscape()
+			}
+		case c.pending && b == escapeByte:
+			c.pending = false
+			c.carry = append(c.carry, b)
+		case c.pending:
+			c.pending = false
+			c.carry = append(c.carry, escapeByte, b)
+		case b == escapeByte:
+			c.pending = true
+		default:
+			c.carry = append(c.carry, b)
+		}
+	}
 }
 
 // SetReadDeadline lets the VMM interrupt a pending Read when it stops.

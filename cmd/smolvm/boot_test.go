@@ -95,3 +95,52 @@ func TestConsoleEscape(t *testing.T) {
 		})
 	}
 }
+
+// FuzzConsoleEscape: however input is split into reads, the filter never
+// panics, passes every byte outside escape sequences through, and fires on
+// Ctrl-A x.
+func FuzzConsoleEscape(f *testing.F) {
+	f.Add([]byte("ls\r\x01x"), uint8(3))
+	f.Add([]byte("\x01\x01\x01x"), uint8(1))
+	f.Fuzz(func(t *testing.T, in []byte, split uint8) {
+		var src chunkReader
+		step := int(split%7) + 1
+		for i := 0; i < len(in); i += step {
+			src.chunks = append(src.chunks, in[i:min(i+step, len(in))])
+		}
+		escapes := 0
+		c := &consoleInput{r: &src, onEscape: func() { escapes++ }}
+		var got []byte
+		buf := make([]byte, 16)
+		for {
+			n, err := c.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		// Reference: the same state machine over the whole input.
+		var want []byte
+		wantEsc, pending := 0, false
+		for _, b := range in {
+			switch {
+			case pending && (b == 'x' || b == 'X'):
+				wantEsc++
+				pending = false
+			case pending && b == escapeByte:
+				want = append(want, b)
+				pending = false
+			case pending:
+				want = append(want, escapeByte, b)
+				pending = false
+			case b == escapeByte:
+				pending = true
+			default:
+				want = append(want, b)
+			}
+		}
+		if string(got) != string(want) || escapes != wantEsc {
+			t.Fatalf("input %q split %d: got %q (%d escapes), want %q (%d)", in, step, got, escapes, want, wantEsc)
+		}
+	})
+}
