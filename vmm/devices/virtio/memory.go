@@ -1,6 +1,9 @@
 package virtio
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // Memory is guest RAM as a device sees it: reads and writes at
 // guest-physical addresses. An access that is not entirely inside RAM fails
@@ -21,10 +24,12 @@ type Interrupt interface {
 }
 
 // SliceMemory is a Memory over one byte slice that starts at guest-physical
-// address Base: for tests and for machines whose RAM is one mapping.
+// address Base, for tests. Accesses are serialised (as a data-race detector
+// wants; a real guest's memory is shared without locks).
 type SliceMemory struct {
 	Base uint64
 	Mem  []byte
+	mu   sync.Mutex
 }
 
 func (m *SliceMemory) span(gpa uint64, n int) ([]byte, error) {
@@ -37,6 +42,8 @@ func (m *SliceMemory) span(gpa uint64, n int) ([]byte, error) {
 
 // Read copies len(p) bytes at gpa into p.
 func (m *SliceMemory) Read(gpa uint64, p []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	b, err := m.span(gpa, len(p))
 	if err != nil {
 		return err
@@ -47,6 +54,8 @@ func (m *SliceMemory) Read(gpa uint64, p []byte) error {
 
 // Write copies p to gpa.
 func (m *SliceMemory) Write(gpa uint64, p []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	b, err := m.span(gpa, len(p))
 	if err != nil {
 		return err

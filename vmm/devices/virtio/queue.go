@@ -84,7 +84,15 @@ func (q *Queue) start(mem Memory, features uint64, interrupt func()) {
 func (q *Queue) reset() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	*q = Queue{index: q.index, maxSize: q.maxSize, size: q.maxSize, msixVector: NoVector}
+	q.setLocked(QueueState{Size: q.maxSize, MSIXVector: NoVector})
+	q.mem, q.indirect, q.eventIdx, q.interrupt = nil, false, false, nil
+}
+
+// setLocked loads a configuration and position (under q.mu).
+func (q *Queue) setLocked(st QueueState) {
+	q.size, q.ready, q.desc, q.avail, q.used = st.Size, st.Ready, st.Desc, st.Avail, st.Used
+	q.msixVector, q.lastAvail, q.usedIdx = st.MSIXVector, st.LastAvail, st.UsedIdx
+	q.signalledIdx, q.pending = st.SignalledIdx, st.Pending
 }
 
 func (q *Queue) read16(addr uint64) (uint16, error) {
@@ -238,8 +246,6 @@ func (q *Queue) restore(st QueueState) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	*q = Queue{index: q.index, maxSize: q.maxSize, size: st.Size, ready: st.Ready, desc: st.Desc, avail: st.Avail,
-		used: st.Used, msixVector: st.MSIXVector, lastAvail: st.LastAvail, usedIdx: st.UsedIdx,
-		signalledIdx: st.SignalledIdx, pending: st.Pending}
+	q.setLocked(st)
 	return nil
 }
