@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/smolvm/smolvm/chunkstore"
 	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/internal/sampleimage"
 )
@@ -259,5 +260,72 @@ func TestLazyFetchesTouchedFrames(t *testing.T) {
 	t.Logf("%d random pages: %d frames touched, %d range requests, %d bytes fetched (bundle %d bytes)", n, len(frames), ns.Requests, ns.Bytes, lz.Format().Size())
 	if ns.Requests != int64(len(frames)) || ns.Bytes != frameBytes {
 		t.Fatalf("fetched %d requests / %d bytes, the touched frames are %d / %d bytes", ns.Requests, ns.Bytes, len(frames), frameBytes)
+	}
+}
+
+// A push to another repository with --base reuses the base's packs by
+// cross-repository mount (nothing uploaded twice); a thin bundle (frames in
+// a store) pushes and pulls back as a self-contained bundle with the same
+// images.
+func TestPushBaseMountAndThin(t *testing.T) {
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	b1, img := makeBundle(t, dir, 8<<20, 12, "")
+	if _, err := Push(ctxT(t), b1, reg.Host+"/team-a/vm:1", PushOptions{Remote: local}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Push(ctxT(t), b1, reg.Host+"/team-b/vm:1", PushOptions{Remote: local, Bases: []string{reg.Host + "/team-a/vm:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.UploadedBytes != 0 || r.MountedPacks != r.Packs || r.ReusedFrames != r.Frames {
+		t.Fatalf("push with a base in another repository: %+v", r)
+	}
+	out := filepath.Join(dir, "b.smolmachine")
+	if _, err := Pull(ctxT(t), reg.Host+"/team-b/vm:1", out, PullOptions{Remote: local, CacheDir: filepath.Join(dir, "c1")}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mustRead(t, out), mustRead(t, b1)) {
+		t.Fatal("pull from the mounting repository differs")
+	}
+
+	// Thin: pack into a store, push with the store.
+	store, err := chunkstore.OpenDir(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	thin := filepath.Join(dir, "thin.smolmachine")
+	if _, err := chunkstore.Pack(ctxT(t), thin, chunkstore.PackOptions{Store: store, Inputs: []chunkstore.PackInput{{Name: "memory", Path: img}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(ctxT(t), thin, reg.Host+"/thin:1", PushOptions{Remote: local}); err == nil {
+		t.Fatal("pushing a thin bundle without its store succeeded")
+	}
+	if _, err := Push(ctxT(t), thin, reg.Host+"/thin:1", PushOptions{Remote: local, StoreDir: store.Dir()}); err != nil {
+		t.Fatal(err)
+	}
+	fat := filepath.Join(dir, "fat.smolmachine")
+	res, err := Pull(ctxT(t), reg.Host+"/thin:1", fat, PullOptions{Remote: local, CacheDir: filepath.Join(dir, "c2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Rebuilt {
+		t.Fatalf("thin original not rebuilt: %+v", res)
+	}
+	b, err := chunkstore.Open(fat, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if st := b.Format().Stats(); st.ExternalFrames != 0 {
+		t.Fatalf("pulled bundle has %d external frames", st.ExternalFrames)
+	}
+	im, _ := b.Image("memory")
+	got := make([]byte, im.Size())
+	if _, err := im.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, mustRead(t, img)) {
+		t.Fatal("thin bundle pulled back: memory differs")
 	}
 }
