@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"hash"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smolvm/smolvm/chunkstore"
@@ -122,12 +124,13 @@ func Pull(ctx context.Context, ref, out string, opts PullOptions) (*PullResult, 
 	for i := range fr.Frames() {
 		thin = thin || fr.Frame(i).External
 	}
+	var rangeFrames atomic.Int64
 	frame := func(i int) ([]byte, error) {
 		l := cfg.locs[i]
 		cached := cache.hasPack(l.pack, l.size)
 		raw, err := src.frame(ctx, i)
 		if err == nil && !cached {
-			res.RangeFrames++
+			rangeFrames.Add(1)
 			progress(l.length)
 		}
 		return raw, err
@@ -136,8 +139,9 @@ func Pull(ctx context.Context, ref, out string, opts PullOptions) (*PullResult, 
 		err = writeRebuilt(f, fr, frame)
 		res.Rebuilt = true
 	} else {
-		err = writeExact(f, cfg, frame)
+		err = writeExact(ctx, f, cfg, runtime.GOMAXPROCS(0), frame)
 	}
+	res.RangeFrames = int(rangeFrames.Load())
 	if err != nil {
 		return nil, fmt.Errorf("registry: pull %s to %s: %w", p.name(), out, err)
 	}
@@ -167,20 +171,51 @@ func Pull(ctx context.Context, ref, out string, opts PullOptions) (*PullResult, 
 }
 
 // writeExact rebuilds the original file: header, each frame at its TOC
-// offset, then the tail.
-func writeExact(f *chunkstore.AtomicFile, cfg *parsedConfig, frame func(int) ([]byte, error)) error {
+// offset, then the tail. Frames are fetched and verified by workers in
+// parallel (verification is the costly part), each written at its offset.
+func writeExact(ctx context.Context, f *chunkstore.AtomicFile, cfg *parsedConfig, workers int, frame func(int) ([]byte, error)) error {
 	fr := cfg.fr
 	if _, err := f.WriteAt(header(fr.Trailer()), 0); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				raw, err := frame(i)
+				if err == nil {
+					_, err = f.WriteAt(raw, fr.Frame(i).Offset)
+				}
+				if err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+feed:
 	for i := range fr.Frames() {
-		raw, err := frame(i)
-		if err != nil {
-			return err
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
 		}
-		if _, err := f.WriteAt(raw, fr.Frame(i).Offset); err != nil {
-			return err
-		}
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if _, err := f.WriteAt(cfg.Tail, cfg.TailOffset); err != nil {
 		return err
