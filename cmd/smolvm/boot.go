@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/smolvm/smolvm/vmm"
+	"github.com/smolvm/smolvm/vmm/control"
 	"github.com/smolvm/smolvm/vmm/guest"
 )
 
@@ -47,7 +48,7 @@ powers off or reboots; SIGINT and SIGTERM stop the VM.
 	fl.StringVar(&f.cmdline, "cmdline", defaultCmdline, "kernel command line")
 	fl.IntVar(&f.cpus, "cpus", 1, "number of vCPUs")
 	fl.StringVar(&f.mem, "mem", "256M", "guest memory (e.g. 256M, 1G)")
-	fl.StringVar(&f.name, "name", "", "name of the VM, used in messages")
+	fl.StringVar(&f.name, "name", "", "name of the VM: gives it a state dir with a control socket and vsock, for smolvm exec/ps/stop (docs/CONTROL.md)")
 	register(cmd)
 }
 
@@ -73,15 +74,27 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 	}
 	defer restore()
 
+	var ctl *vmControl // state dir, control socket, agent readiness (vm_control.go)
+	if f.name != "" {
+		if ctl, err = createVMControl(f.name); err != nil {
+			return err
+		}
+		defer ctl.close()
+	}
+
 	m, err := vmm.New(vmm.Config{
 		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline,
 		CPUs: f.cpus, MemBytes: mem,
 		Console: os.Stdout, ConsoleIn: stdin,
+		VsockPath: ctl.vsockPath(),
 	})
 	if err != nil {
 		return f.named(err)
 	}
 	defer m.Close()
+	if err := ctl.start(m, control.Info{CPUs: f.cpus, MemBytes: mem, Kernel: f.kernel, Initrd: f.initrd}); err != nil {
+		return f.named(err)
+	}
 
 	// SIGINT/SIGTERM and the console escape cancel Run; the process then
 	// exits with 128 + the signal's number (130 for the escape, as for ^C).
@@ -118,6 +131,10 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 		fmt.Fprintf(os.Stderr, "smolvm: %v\n", f.named(fmt.Errorf("guest %s", map[vmm.StopReason]string{vmm.StopPowerOff: "powered off", vmm.StopReboot: "rebooted"}[r])))
 		return nil
 	default:
+		if ctl.stopRequested() {
+			fmt.Fprintf(os.Stderr, "smolvm: %v\n", f.named(errors.New("stopped by request (smolvm stop)")))
+			return nil
+		}
 		sig := syscall.Signal(stopSig.Load())
 		if sig == 0 {
 			sig = syscall.SIGINT

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smolvm/smolvm/agent"
@@ -21,6 +22,7 @@ type vmControl struct {
 	srv     *control.Server
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	stopped atomic.Bool // PUT /stop was asked
 }
 
 // createVMControl makes the state dir of name (refusing a name in use) and
@@ -38,10 +40,37 @@ func createVMControl(name string) (*vmControl, error) {
 	return &vmControl{dir: dir, readyLn: ln}, nil
 }
 
-// start serves the control socket for m and records agent readiness.
+// vsockPath is the VM's vsock socket ("" without a state dir).
+func (c *vmControl) vsockPath() string {
+	if c == nil {
+		return ""
+	}
+	return c.dir.VsockSocket()
+}
+
+// stopRequested reports whether the VM was stopped through the control
+// socket (smolvm stop).
+func (c *vmControl) stopRequested() bool { return c != nil && c.stopped.Load() }
+
+// stopRecorder notes that a stop came through the control socket.
+type stopRecorder struct {
+	control.Machine
+	stopped *atomic.Bool
+}
+
+func (s stopRecorder) Stop() {
+	s.stopped.Store(true)
+	s.Machine.Stop()
+}
+
+// start serves the control socket for m and records agent readiness; a nil
+// c (no --name) does nothing.
 func (c *vmControl) start(m control.Machine, info control.Info) error {
+	if c == nil {
+		return nil
+	}
 	info.Name, info.StateDir, info.Vsock = c.dir.Name, c.dir.Path, c.dir.VsockSocket()
-	c.srv = control.NewServer(m, info)
+	c.srv = control.NewServer(stopRecorder{m, &c.stopped}, info)
 	ln, err := control.Listen(c.dir.ControlSocket())
 	if err != nil {
 		return err
@@ -71,6 +100,9 @@ func (c *vmControl) start(m control.Machine, info control.Info) error {
 // close stops serving and removes the state dir; exec to the VM then
 // fails with "no VM named ...".
 func (c *vmControl) close() {
+	if c == nil {
+		return
+	}
 	if c.srv != nil {
 		c.srv.SetStopping()
 	}
