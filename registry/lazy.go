@@ -3,6 +3,8 @@ package registry
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smolvm/smolvm/chunkstore"
@@ -26,6 +28,11 @@ type Lazy struct {
 	*chunkstore.Bundle
 	src     *frameSource
 	timeout time.Duration
+
+	prefetchOnce sync.Once
+	stopPrefetch context.CancelFunc
+	prefetchWG   sync.WaitGroup
+	prefetched   atomic.Int64
 }
 
 // Open fetches ref's manifest and config only and returns the bundle, whose
@@ -73,8 +80,16 @@ func (l *Lazy) NetStats() SourceStats { return l.src.stats() }
 // Reference is REGISTRY/REPO:TAG.
 func (l *Lazy) Reference() string { return l.src.p.name() }
 
-// Close releases the bundle and idle connections.
+// Prefetched counts frames the prefetch fetched.
+func (l *Lazy) Prefetched() int64 { return l.prefetched.Load() }
+
+// Close stops the prefetch and releases the bundle and idle connections.
 func (l *Lazy) Close() error {
+	l.prefetchOnce.Do(func() {}) // no prefetch may start now
+	if l.stopPrefetch != nil {
+		l.stopPrefetch()
+	}
+	l.prefetchWG.Wait()
 	err := l.Bundle.Close()
 	l.src.p.close()
 	return err

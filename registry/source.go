@@ -19,6 +19,8 @@ type frameSource struct {
 	fetch FetchOptions
 	net   netCounters
 
+	gate demandGate
+
 	cacheHits, packHits atomic.Int64
 }
 
@@ -46,8 +48,14 @@ func (s *frameSource) Get(ctx context.Context, d format.Digest) ([]byte, error) 
 	return s.frame(ctx, i)
 }
 
-// frame returns frame i's raw bytes, verified.
+// frame returns frame i's raw bytes, verified, for a demand read.
 func (s *frameSource) frame(ctx context.Context, i int) ([]byte, error) {
+	return s.frameFor(ctx, i, false)
+}
+
+// frameFor returns frame i's raw bytes, verified. A demand fetch holds the
+// gate prefetches wait on.
+func (s *frameSource) frameFor(ctx context.Context, i int, prefetch bool) ([]byte, error) {
 	f := s.cfg.fr.Frame(i)
 	loc := s.cfg.locs[i]
 	if raw, ok := s.cache.readFrame(f.Digest); ok {
@@ -65,6 +73,10 @@ func (s *frameSource) frame(ctx context.Context, i int) ([]byte, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if !prefetch {
+		s.gate.begin()
+		defer s.gate.end()
 	}
 	raw, err := s.p.fetchRange(ctx, loc.pack.String(), loc.offset, loc.length, s.fetch, &s.net)
 	if err != nil {
