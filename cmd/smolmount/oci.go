@@ -21,6 +21,7 @@ func openBundle(ctx context.Context, cfg daemonConfig) (*chunkstore.Bundle, time
 		if err != nil {
 			return nil, time.Time{}, nil, err
 		}
+		lz.StartPrefetch(2) // the recorded working set; demand reads go first
 		return lz.Bundle, time.Now(), lz.Close, nil
 	}
 	fi, err := os.Stat(cfg.bundle)
