@@ -17,7 +17,7 @@ import (
 // sockets it does not know except RST.
 type fakeGuest struct {
 	t        testing.TB
-	m        *Mux
+	m        guestLink
 	bufAlloc uint32 // receive buffer per socket
 	rxSize   int    // size of each rx buffer (header + payload)
 
@@ -51,7 +51,15 @@ type gsock struct {
 	sentShutdown uint32
 }
 
-func newFakeGuest(t testing.TB, m *Mux, bufAlloc uint32, rxSize int) *fakeGuest {
+// guestLink is how the fake guest reaches the device: straight to a Mux, or
+// through virtqueues of a virtio transport (device_test.go).
+type guestLink interface {
+	HandleTx(h Header, payload []byte) // the guest sends a packet
+	NextRx(buf []byte) int             // the next packet the guest received, or 0
+	Wake() <-chan struct{}             // NextRx may have more
+}
+
+func newFakeGuest(t testing.TB, m guestLink, bufAlloc uint32, rxSize int) *fakeGuest {
 	g := &fakeGuest{
 		t: t, m: m, bufAlloc: bufAlloc, rxSize: rxSize,
 		changed: make(chan struct{}), socks: make(map[connKey]*gsock),
