@@ -13,7 +13,9 @@
 //
 // Guest agent hook: Options.Agent names a host binary that is installed as
 // /usr/sbin/smolvm-agent; /init starts it in the background before printing
-// ReadyMarker. The agent itself comes with a later issue.
+// ReadyMarker. DefaultAgent finds the agent smolvm boot installs:
+// $SMOLVM_AGENT, or smolvm-agent next to the smolvm executable (make build
+// puts it in bin/); it must be static (CGO_ENABLED=0). See docs/AGENT.md.
 //
 // It must not know how a VM runs: it only finds and builds files.
 package guest
