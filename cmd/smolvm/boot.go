@@ -63,7 +63,11 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 		}
 	}
 	if !cmd.Flags().Changed("initrd") {
-		if f.initrd, err = guest.Initramfs(guest.Options{}); err != nil {
+		agentBin, err := guest.DefaultAgent() // bin/smolvm-agent, for smolvm exec
+		if err != nil {
+			return err
+		}
+		if f.initrd, err = guest.Initramfs(guest.Options{Agent: agentBin}); err != nil {
 			return err
 		}
 	}
