@@ -73,7 +73,21 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 	runtime.LockOSThread()
 	v.Bind()
 	for !m.stop.stopped() {
-		m.pause.park(v, m.stop.done) // waits while paused (control.go)
+		if m.Paused() {
+			// Finish the last exit's IO or MMIO access without running
+			// guest code, so that a paused vCPU's state is consistent,
+			// then wait while paused (control.go). immediate_exit is
+			// cleared before the loop checks for a stop or a new pause,
+			// whose kick sets it again.
+			v.SetImmediateExit(true)
+			if _, err := v.Run(); err != nil {
+				m.stop.request(StopError, fmt.Errorf("%w: vCPU %d: %w", ErrGuest, v.ID(), err))
+				return
+			}
+			m.pause.park(v, m.stop.done)
+			v.SetImmediateExit(false)
+			continue
+		}
 		exit, err := v.Run()
 		if err != nil {
 			m.stop.request(StopError, fmt.Errorf("%w: vCPU %d: %w", ErrGuest, v.ID(), err))
