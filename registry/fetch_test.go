@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/smolvm/smolvm/registry/registrytest"
 )
 
 // faultProxy sits between the client and the registry and misbehaves on
@@ -22,7 +24,7 @@ type faultProxy struct {
 	hosts string
 }
 
-func startFaultProxy(t *testing.T, reg *testRegistry) *faultProxy {
+func startFaultProxy(t *testing.T, reg *registrytest.Registry) *faultProxy {
 	u, _ := url.Parse("http://" + reg.Host)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	fp := &faultProxy{}

@@ -87,12 +87,12 @@ func TestPushDedupFivePercent(t *testing.T) {
 	if _, err := Push(ctxT(t), b1, reg.Host+"/vm:base", PushOptions{Remote: local}); err != nil {
 		t.Fatal(err)
 	}
-	before := reg.storageBytes(t)
+	before := reg.StorageBytes(t)
 	r2, err := Push(ctxT(t), b2, reg.Host+"/vm:next", PushOptions{Remote: local})
 	if err != nil {
 		t.Fatal(err)
 	}
-	added := reg.storageBytes(t) - before
+	added := reg.StorageBytes(t) - before
 	t.Logf("base: %d bytes in the registry; second push +%d bytes (%.1f%%): %+v", before, added, 100*float64(added)/float64(before), r2)
 	if added > before/10 {
 		t.Fatalf("second push added %d bytes to %d: more than 10%%", added, before)
@@ -130,7 +130,7 @@ func TestTamperedBlobRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim := a.cfg.Packs[0].Digest
-	p := reg.blobPath(victim)
+	p := reg.BlobPath(victim)
 	b := mustRead(t, p)
 	b[len(b)/2] ^= 0x40
 	if err := os.WriteFile(p, b, 0o644); err != nil {
@@ -187,7 +187,7 @@ func TestPullResumes(t *testing.T) {
 	if len(cfg.Packs) != 1 {
 		t.Fatalf("want one pack, got %d", len(cfg.Packs))
 	}
-	pack := mustRead(t, reg.blobPath(cfg.Packs[0].Digest))
+	pack := mustRead(t, reg.BlobPath(cfg.Packs[0].Digest))
 	half := int64(len(pack) / 2)
 	for _, tc := range []struct {
 		name    string
