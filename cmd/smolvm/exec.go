@@ -116,16 +116,21 @@ func waitReady(ctx context.Context, dir *control.Dir, wait time.Duration) error 
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := c.Status(sctx)
 		cancel()
-		if err != nil {
-			return err
-		}
-		if st.State == control.StateStopping {
+		switch {
+		case err != nil:
+			// A VM that is starting has no control socket yet; one that
+			// exited has no state dir any more.
+			if _, serr := os.Stat(dir.Path); serr != nil {
+				return fmt.Errorf("%w: the VM exited (%v)", control.ErrNotRunning, err)
+			}
+			if time.Now().After(deadline) {
+				return err
+			}
+		case st.State == control.StateStopping:
 			return fmt.Errorf("%w: the VM is stopping", control.ErrNotRunning)
-		}
-		if st.Ready {
+		case st.Ready:
 			return nil
-		}
-		if time.Now().After(deadline) {
+		case time.Now().After(deadline):
 			return fmt.Errorf("the guest agent did not report ready within %v (is smolvm-agent in the initramfs?)", wait)
 		}
 		select {
