@@ -329,3 +329,41 @@ func TestPushBaseMountAndThin(t *testing.T) {
 		t.Fatal("thin bundle pulled back: memory differs")
 	}
 }
+
+// A bundle that uses a few frames of a big earlier pack pulls those frames
+// by range request instead of downloading the whole pack.
+func TestPullRangeFramesOfSharedPack(t *testing.T) {
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	bigBundle, bigImg := makeBundle(t, dir, 16<<20, 13, "")
+	if _, err := Push(ctxT(t), bigBundle, reg.Host+"/vm:big", PushOptions{Remote: local}); err != nil {
+		t.Fatal(err)
+	}
+	// The small image is the big one's first MiB plus new pages.
+	small := filepath.Join(dir, "mem-14.img")
+	b := mustRead(t, bigImg)[:2<<20]
+	copy(b[1<<20:], bytes.Repeat([]byte("new page data "), (1<<20)/14))
+	if err := os.WriteFile(small, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	smallBundle, _ := makeBundle(t, dir, 2<<20, 14, bigBundle)
+	r, err := Push(ctxT(t), smallBundle, reg.Host+"/vm:small", PushOptions{Remote: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ReusedFrames == 0 {
+		t.Fatalf("small bundle reused nothing: %+v", r)
+	}
+	out := filepath.Join(dir, "small.smolmachine")
+	res, err := Pull(ctxT(t), reg.Host+"/vm:small", out, PullOptions{Remote: local, CacheDir: filepath.Join(dir, "c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("push %+v\npull %+v", r, res)
+	if res.RangeFrames != r.ReusedFrames || res.FetchedPacks != 1 {
+		t.Fatalf("want the %d reused frames by range and the new pack whole: %+v", r.ReusedFrames, res)
+	}
+	if !bytes.Equal(mustRead(t, out), mustRead(t, smallBundle)) {
+		t.Fatal("pulled small bundle differs")
+	}
+}
