@@ -254,9 +254,42 @@ func TestKVMExecAgent(t *testing.T) {
 	}
 	wg.Wait()
 
+	checkPauseResume(t, vm)
 	measureExec(t, vm)
 	measureDiskRead(t, vm, img)
 	vm.poweroff(t)
+}
+
+// checkPauseResume pauses the VM through its control socket: an exec
+// cannot finish while the guest is frozen, and does once it resumes.
+func checkPauseResume(t *testing.T, vm *agentVM) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := control.NewClient(filepath.Join(vm.root, vm.name, control.ControlSocketName))
+	if st, err := c.Pause(ctx); err != nil || st.State != control.StatePaused {
+		t.Fatalf("pause: %+v %v", st, err)
+	}
+	done := make(chan string, 1)
+	go func() {
+		out, _, _ := vm.exec(t, "", "echo", "after-resume")
+		done <- out
+	}()
+	select {
+	case out := <-done:
+		t.Fatalf("exec finished while the VM was paused: %q", out)
+	case <-time.After(3 * time.Second):
+	}
+	if st, err := c.Resume(ctx); err != nil || st.State != control.StateRunning {
+		t.Fatalf("resume: %+v %v", st, err)
+	}
+	select {
+	case out := <-done:
+		if out != "after-resume\n" {
+			t.Errorf("exec across pause/resume: %q", out)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("exec did not finish within 90 s of resume")
+	}
 }
 
 // measureExec logs the exec round trip: median of 50 `true` through the
@@ -361,8 +394,26 @@ func TestKVMExecCOWDisk(t *testing.T) {
 	if after := fileSHA(t, img); after != before {
 		t.Errorf("image changed under ,cow: sha256 %s -> %s", before, after)
 	}
-	vm.poweroff(t)
+	// smolvm stop ends the VM; ps no longer lists it.
+	stop := exec.Command(smolvmBin(t), "stop", "cow1")
+	stop.Env = append(os.Environ(), "SMOLVM_RUN_DIR="+vm.root)
+	if out, err := stop.CombinedOutput(); err != nil {
+		t.Fatalf("smolvm stop: %v\n%s", err, out)
+	}
+	select {
+	case <-vm.exited:
+		if vm.waitErr != nil {
+			t.Errorf("smolvm boot after smolvm stop: %v", vm.waitErr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("VM process still running 30 s after smolvm stop returned")
+	}
+	ps := exec.Command(smolvmBin(t), "ps", "--json")
+	ps.Env = stop.Env
+	if out, err := ps.Output(); err != nil || strings.TrimSpace(string(out)) != "[]" {
+		t.Errorf("ps after stop: %s %v", out, err)
+	}
 	if after := fileSHA(t, img); after != before {
-		t.Errorf("image changed under ,cow after poweroff: sha256 %s -> %s", before, after)
+		t.Errorf("image changed under ,cow after stop: sha256 %s -> %s", before, after)
 	}
 }
