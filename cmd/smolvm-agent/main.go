@@ -12,6 +12,7 @@ import (
 	"context"
 	"flag"
 	"log"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -44,11 +45,22 @@ func run(ctx context.Context, port, readyPort uint32) error {
 	if err != nil {
 		return err
 	}
+	var dialReady func() (net.Conn, error)
+	if readyPort != 0 {
+		dialReady = func() (net.Conn, error) { return dialVsock(unix.VMADDR_CID_HOST, readyPort) }
+	}
+	return serve(ctx, ln, dialReady)
+}
+
+// serve runs the exec server on ln and, once it listens, tells the host it
+// is ready through dialReady (if not nil). It returns when ctx ends or ln
+// fails.
+func serve(ctx context.Context, ln net.Listener, dialReady func() (net.Conn, error)) error {
 	srv := &agent.Server{Name: "smolvm-agent/" + strconv.Itoa(agent.Version)}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	if readyPort != 0 {
-		go notifyReady(ctx, readyPort)
+	if dialReady != nil {
+		go notifyReady(ctx, dialReady)
 	}
 	return <-done
 }
@@ -56,7 +68,7 @@ func run(ctx context.Context, port, readyPort uint32) error {
 // notifyReady tells the host the agent listens. The host's listener exists
 // before the guest starts, so a few quick retries cover a vsock transport
 // that is still coming up.
-func notifyReady(ctx context.Context, port uint32) {
+func notifyReady(ctx context.Context, dial func() (net.Conn, error)) {
 	var last error
 	for try := 0; try < 50; try++ {
 		if try > 0 {
@@ -66,7 +78,7 @@ func notifyReady(ctx context.Context, port uint32) {
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		c, err := dialVsock(unix.VMADDR_CID_HOST, port)
+		c, err := dial()
 		if err != nil {
 			last = err
 			continue
