@@ -37,8 +37,17 @@ func (s *Server) runSession(c net.Conn, w io.Writer, req ExecRequest) error {
 	cmd := exec.Command(req.Args[0], req.Args[1:]...)
 	cmd.Env = append(os.Environ(), req.Env...)
 	cmd.Dir = req.Dir
-	cmd.Stdout = streamWriter{w, FrameStdout}
-	cmd.Stderr = streamWriter{w, FrameStderr}
+	// Output waits for the Started frame, which is written after Start.
+	started := make(chan struct{})
+	defer func() {
+		select {
+		case <-started:
+		default:
+			close(started)
+		}
+	}()
+	cmd.Stdout = streamWriter{w, FrameStdout, started}
+	cmd.Stderr = streamWriter{w, FrameStderr, started}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = s.WaitDelay
 	if cmd.WaitDelay == 0 {
@@ -57,7 +66,9 @@ func (s *Server) runSession(c net.Conn, w io.Writer, req ExecRequest) error {
 		return fmt.Errorf("agent: start %q: %w", req.Args[0], err)
 	}
 	pid := cmd.Process.Pid
-	if err := writeJSON(w, FrameStarted, Started{PID: pid}); err != nil {
+	err := writeJSON(w, FrameStarted, Started{PID: pid})
+	close(started)
+	if err != nil {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		return err

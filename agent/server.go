@@ -154,13 +154,16 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// streamWriter turns writes into frames of one type.
+// streamWriter turns writes into frames of one type, once started is
+// closed (the Started frame must come first).
 type streamWriter struct {
-	w io.Writer
-	t FrameType
+	w       io.Writer
+	t       FrameType
+	started <-chan struct{}
 }
 
 func (s streamWriter) Write(p []byte) (int, error) {
+	<-s.started
 	for off := 0; off < len(p); off += chunkSize {
 		end := min(off+chunkSize, len(p))
 		if err := WriteFrame(s.w, s.t, p[off:end]); err != nil {
