@@ -1,8 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -83,4 +86,28 @@ func configOnePack(bundle string) (*Config, error) {
 		c.Frames = append(c.Frames, [2]int64{0, o})
 	}
 	return c, nil
+}
+
+// readRandomPages reads n random pages of want through r, checks them, and
+// returns how many frames (and compressed bytes) of fr hold them, per im's
+// extents.
+func readRandomPages(t testing.TB, r io.ReaderAt, want []byte, im chunkstore.Image, fr *format.Reader, n int, seed uint64) (frames int, frameBytes int64) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	seen := map[int32]bool{}
+	buf := make([]byte, format.PageSize)
+	for range n {
+		pg := rng.Int64N(int64(len(want)) / format.PageSize)
+		if _, err := r.ReadAt(buf, pg*format.PageSize); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, want[pg*format.PageSize:(pg+1)*format.PageSize]) {
+			t.Fatalf("page %d differs", pg)
+		}
+		if e, ok := im.Locate(pg); ok && !seen[e.Frame] {
+			seen[e.Frame] = true
+			frameBytes += fr.Frame(int(e.Frame)).Length
+		}
+	}
+	return len(seen), frameBytes
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/smolvm/smolvm/chunkstore"
-	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/fusefs"
 	"golang.org/x/sys/unix"
 )
@@ -102,24 +100,8 @@ func TestSmolmountOCILazy(t *testing.T) {
 	}
 	defer ref0.Close()
 	im, _ := ref0.Image("memory")
-	rng := rand.New(rand.NewPCG(8, 8))
-	frames := map[int32]bool{}
-	var frameBytes int64
 	const n = 32
-	for range n {
-		pg := rng.Int64N(int64(len(want)) / format.PageSize)
-		buf := make([]byte, format.PageSize)
-		if _, err := f.ReadAt(buf, pg*format.PageSize); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(buf, want[pg*format.PageSize:(pg+1)*format.PageSize]) {
-			t.Fatalf("page %d differs", pg)
-		}
-		if e, ok := im.Locate(pg); ok && !frames[e.Frame] {
-			frames[e.Frame] = true
-			frameBytes += ref0.Format().Frame(int(e.Frame)).Length
-		}
-	}
+	frames, frameBytes := readRandomPages(t, f, want, im, ref0.Format(), n, 8)
 	sb, err := os.ReadFile(filepath.Join(mnt, ".stats"))
 	if err != nil {
 		t.Fatal(err)
@@ -133,8 +115,8 @@ func TestSmolmountOCILazy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d random pages: %d frames (%d bytes) hold them; .stats: %d frames, %d bytes fetched of a %d-byte bundle",
-		n, len(frames), frameBytes, st.FramesFetched, st.BytesFetched, ref0.Format().Size())
-	if st.FramesFetched != int64(len(frames)) || st.BytesFetched != frameBytes {
-		t.Fatalf(".stats: %d frames / %d bytes fetched; the pages read live in %d frames / %d bytes", st.FramesFetched, st.BytesFetched, len(frames), frameBytes)
+		n, frames, frameBytes, st.FramesFetched, st.BytesFetched, ref0.Format().Size())
+	if st.FramesFetched != int64(frames) || st.BytesFetched != frameBytes {
+		t.Fatalf(".stats: %d frames / %d bytes fetched; the pages read live in %d frames / %d bytes", st.FramesFetched, st.BytesFetched, frames, frameBytes)
 	}
 }

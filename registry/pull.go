@@ -9,7 +9,6 @@ import (
 	"hash"
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -125,7 +124,7 @@ func Pull(ctx context.Context, ref, out string, opts PullOptions) (*PullResult, 
 		thin = thin || fr.Frame(i).External
 	}
 	var rangeFrames atomic.Int64
-	frame := func(i int) ([]byte, error) {
+	frame := func(ctx context.Context, i int) ([]byte, error) {
 		l := cfg.locs[i]
 		cached := cache.hasPack(l.pack, l.size)
 		raw, err := src.frame(ctx, i)
@@ -136,7 +135,7 @@ func Pull(ctx context.Context, ref, out string, opts PullOptions) (*PullResult, 
 		return raw, err
 	}
 	if thin {
-		err = writeRebuilt(f, fr, frame)
+		err = writeRebuilt(ctx, f, fr, frame)
 		res.Rebuilt = true
 	} else {
 		err = writeExact(ctx, f, cfg, runtime.GOMAXPROCS(0), frame)
@@ -173,48 +172,20 @@ func Pull(ctx context.Context, ref, out string, opts PullOptions) (*PullResult, 
 // writeExact rebuilds the original file: header, each frame at its TOC
 // offset, then the tail. Frames are fetched and verified by workers in
 // parallel (verification is the costly part), each written at its offset.
-func writeExact(ctx context.Context, f *chunkstore.AtomicFile, cfg *parsedConfig, workers int, frame func(int) ([]byte, error)) error {
+func writeExact(ctx context.Context, f *chunkstore.AtomicFile, cfg *parsedConfig, workers int, frame func(context.Context, int) ([]byte, error)) error {
 	fr := cfg.fr
 	if _, err := f.WriteAt(header(fr.Trailer()), 0); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				raw, err := frame(i)
-				if err == nil {
-					_, err = f.WriteAt(raw, fr.Frame(i).Offset)
-				}
-				if err != nil {
-					errs <- err
-					cancel()
-					return
-				}
-			}
-		}()
-	}
-feed:
-	for i := range fr.Frames() {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+	err := forEach(ctx, len(fr.Frames()), workers, func(ctx context.Context, i int) error {
+		raw, err := frame(ctx, i)
+		if err != nil {
+			return err
 		}
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+		_, err = f.WriteAt(raw, fr.Frame(i).Offset)
 		return err
-	}
-	if err := ctx.Err(); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	if _, err := f.WriteAt(cfg.Tail, cfg.TailOffset); err != nil {
@@ -226,14 +197,14 @@ feed:
 // writeRebuilt writes a thin original as a self-contained bundle: same
 // frames, config and extents; a new TOC (all frames internal), so a new
 // manifest digest.
-func writeRebuilt(f *chunkstore.AtomicFile, fr *format.Reader, frame func(int) ([]byte, error)) error {
+func writeRebuilt(ctx context.Context, f *chunkstore.AtomicFile, fr *format.Reader, frame func(context.Context, int) ([]byte, error)) error {
 	bw := bufio.NewWriterSize(f, 1<<20)
 	w, err := format.NewWriter(bw)
 	if err != nil {
 		return err
 	}
 	for i := range fr.Frames() {
-		raw, err := frame(i)
+		raw, err := frame(ctx, i)
 		if err != nil {
 			return err
 		}
@@ -251,35 +222,9 @@ func writeRebuilt(f *chunkstore.AtomicFile, fr *format.Reader, frame func(int) (
 
 // downloadPacks fetches whole packs into the cache, opts.Workers at a time.
 func (p *repo) downloadPacks(ctx context.Context, cache *Cache, packs []PackRef, opts PullOptions, ctr *netCounters, progress func(int64)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan PackRef)
-	errs := make(chan error, len(packs))
-	var wg sync.WaitGroup
-	for range min(opts.Workers, len(packs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pr := range work {
-				if err := p.downloadPack(ctx, cache, pr, opts, ctr, progress); err != nil {
-					errs <- err
-					cancel()
-				}
-			}
-		}()
-	}
-feed:
-	for _, pr := range packs {
-		select {
-		case work <- pr:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	return <-errs // nil when none
+	return forEach(ctx, len(packs), opts.Workers, func(ctx context.Context, i int) error {
+		return p.downloadPack(ctx, cache, packs[i], opts, ctr, progress)
+	})
 }
 
 // downloadPack fetches one pack into the cache by range requests of

@@ -3,14 +3,12 @@ package registry
 import (
 	"bytes"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/smolvm/smolvm/chunkstore"
-	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/internal/sampleimage"
 )
 
@@ -238,28 +236,12 @@ func TestLazyFetchesTouchedFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(7, 7))
-	frames := map[int32]bool{}
-	var frameBytes int64
 	const n = 20
-	for range n {
-		pg := rng.Int64N(int64(len(want)) / format.PageSize)
-		buf := make([]byte, format.PageSize)
-		if _, err := im.ReadAt(buf, pg*format.PageSize); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(buf, want[pg*format.PageSize:(pg+1)*format.PageSize]) {
-			t.Fatalf("page %d differs", pg)
-		}
-		if e, ok := im.Locate(pg); ok && !frames[e.Frame] {
-			frames[e.Frame] = true
-			frameBytes += lz.Format().Frame(int(e.Frame)).Length
-		}
-	}
+	frames, frameBytes := readRandomPages(t, im, want, im, lz.Format(), n, 7)
 	ns := lz.NetStats()
-	t.Logf("%d random pages: %d frames touched, %d range requests, %d bytes fetched (bundle %d bytes)", n, len(frames), ns.Requests, ns.Bytes, lz.Format().Size())
-	if ns.Requests != int64(len(frames)) || ns.Bytes != frameBytes {
-		t.Fatalf("fetched %d requests / %d bytes, the touched frames are %d / %d bytes", ns.Requests, ns.Bytes, len(frames), frameBytes)
+	t.Logf("%d random pages: %d frames touched, %d range requests, %d bytes fetched (bundle %d bytes)", n, frames, ns.Requests, ns.Bytes, lz.Format().Size())
+	if ns.Requests != int64(frames) || ns.Bytes != frameBytes {
+		t.Fatalf("fetched %d requests / %d bytes, the touched frames are %d / %d bytes", ns.Requests, ns.Bytes, frames, frameBytes)
 	}
 }
 
