@@ -30,6 +30,9 @@ type Config struct {
 	// connect there and write "CONNECT <port>\n"; guest connections to
 	// host port P reach the unix socket VsockPath_P.
 	VsockPath string
+	// Disks are the virtio-blk disks, in guest order (the first is
+	// /dev/vda). Every machine also gets a virtio-rng device.
+	Disks []DiskConfig
 }
 
 // MemAlign is the granularity of guest RAM sizes.
@@ -51,6 +54,12 @@ func (c *Config) validate() error {
 	}
 	if c.MemBytes%MemAlign != 0 {
 		return fmt.Errorf("%w: memory size %d is not a multiple of %d MiB", ErrConfig, c.MemBytes, MemAlign>>20)
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Disks {
+		if err := d.validate(i, seen); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -86,6 +86,7 @@ func (m *Machine) Pause(ctx context.Context) error {
 		change := g.change
 		g.mu.Unlock()
 		if done {
+			m.pauseVirtio() // no device request half done while paused
 			return nil
 		}
 		m.kickAll()
@@ -104,6 +105,7 @@ func (m *Machine) Pause(ctx context.Context) error {
 // Resume lets paused vCPUs run again; resuming a running machine is a
 // no-op.
 func (m *Machine) Resume() {
+	m.resumeVirtio()
 	g := &m.pause
 	g.mu.Lock()
 	defer g.mu.Unlock()

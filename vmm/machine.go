@@ -37,6 +37,7 @@ type Machine struct {
 	i8042  *i8042.Controller
 	acpi   *acpi.Device
 	pci    *pci.Host
+	virtio []*virtioDevice // disks, rng, vsock (virtio.go)
 
 	stop  stopper
 	pause pauseGate // Pause/Resume (control.go)
@@ -93,6 +94,9 @@ func New(cfg Config) (_ *Machine, err error) {
 		return nil, err
 	}
 	if err := m.createDevices(); err != nil {
+		return nil, err
+	}
+	if err := m.createDisks(); err != nil {
 		return nil, err
 	}
 	if err := m.createVCPUs(); err != nil {
@@ -157,6 +161,7 @@ func (m *Machine) Close() error {
 	}
 	m.closed = true
 	var errs []error
+	errs = append(errs, m.closeVirtio()) // before the VM: devices signal through it
 	for _, v := range m.vcpus {
 		errs = append(errs, v.Close())
 	}

@@ -21,6 +21,7 @@ type State struct {
 	I8042  i8042.State
 	ACPI   acpi.State
 	PCI    pci.State
+	Virtio []VirtioState // virtio.go
 }
 
 // RAMRegion is one region of guest RAM and its host mapping.
@@ -70,6 +71,9 @@ func (m *Machine) SaveState() (*State, error) {
 	st.I8042 = m.i8042.Save()
 	st.ACPI = m.acpi.Save()
 	st.PCI = m.pci.Save()
+	if st.Virtio, err = m.saveVirtio(); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -106,5 +110,5 @@ func (m *Machine) RestoreState(st *State) error {
 	if err := m.pci.Restore(st.PCI); err != nil {
 		return fmt.Errorf("vmm: restore: %w", err)
 	}
-	return nil
+	return m.restoreVirtio(st.Virtio)
 }
