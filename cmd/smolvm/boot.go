@@ -23,6 +23,7 @@ const defaultCmdline = "console=ttyS0 panic=-1"
 type bootFlags struct {
 	kernel, initrd, cmdline, mem, name string
 	cpus                               int
+	disks                              []string // --disk, parsed by boot_disk.go
 }
 
 func init() {
@@ -47,6 +48,7 @@ powers off or reboots; SIGINT and SIGTERM stop the VM.
 	fl.StringVar(&f.initrd, "initrd", "", "initramfs (default: smolvm's default guest initramfs)")
 	fl.StringVar(&f.cmdline, "cmdline", defaultCmdline, "kernel command line")
 	fl.IntVar(&f.cpus, "cpus", 1, "number of vCPUs")
+	fl.StringArrayVar(&f.disks, "disk", nil, diskFlagHelp)
 	fl.StringVar(&f.mem, "mem", "256M", "guest memory (e.g. 256M, 1G)")
 	fl.StringVar(&f.name, "name", "", "name of the VM: gives it a state dir with a control socket and vsock, for smolvm exec/ps/stop (docs/CONTROL.md)")
 	register(cmd)
@@ -86,11 +88,21 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 		defer ctl.close()
 	}
 
+	var stateDir string
+	if ctl != nil {
+		stateDir = ctl.dir.Path
+	}
+	disks, err := parseDiskFlags(f.disks, stateDir)
+	if err != nil {
+		return err
+	}
+
 	m, err := vmm.New(vmm.Config{
 		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline,
 		CPUs: f.cpus, MemBytes: mem,
 		Console: os.Stdout, ConsoleIn: stdin,
 		VsockPath: ctl.vsockPath(),
+		Disks:     disks,
 	})
 	if err != nil {
 		return f.named(err)
