@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -267,29 +268,37 @@ func (p *repo) knownFrames(ctx context.Context, opts PushOptions) (map[format.Di
 
 var errStopTags = fmt.Errorf("enough tags")
 
-// buildPack reads frames g (table order) into one pack.
+// buildPack reads frames g (table order) into one pack, reading and
+// verifying them on all cores: a damaged local frame must not become a blob
+// others pull.
 func buildPack(ctx context.Context, b *chunkstore.Bundle, g []int) (PackRef, []byte, []int64, error) {
 	fr := b.Format()
+	raws := make([][]byte, len(g))
+	err := forEach(ctx, len(g), runtime.GOMAXPROCS(0), func(ctx context.Context, j int) error {
+		f := fr.Frame(g[j])
+		raw, err := b.Source().Get(ctx, f.Digest)
+		if err != nil {
+			return fmt.Errorf("registry: frame %d (%s): %w", g[j], f.Digest, err)
+		}
+		if int64(len(raw)) != f.Length {
+			return fmt.Errorf("registry: frame %d (%s): %d bytes, the TOC says %d", g[j], f.Digest, len(raw), f.Length)
+		}
+		if _, err := format.DecodeFrame(f, raw, nil); err != nil {
+			return fmt.Errorf("registry: frame %d: %w", g[j], err)
+		}
+		raws[j] = raw
+		return nil
+	})
+	if err != nil {
+		return PackRef{}, nil, nil, err
+	}
 	var size int64
-	for _, i := range g {
-		size += fr.Frame(i).Length
+	for _, raw := range raws {
+		size += int64(len(raw))
 	}
 	buf := make([]byte, 0, size)
 	offs := make([]int64, len(g))
-	for j, i := range g {
-		f := fr.Frame(i)
-		raw, err := b.Source().Get(ctx, f.Digest)
-		if err != nil {
-			return PackRef{}, nil, nil, fmt.Errorf("registry: frame %d (%s): %w", i, f.Digest, err)
-		}
-		// Check what we publish: a damaged local frame must not become
-		// a blob others pull.
-		if _, err := format.DecodeFrame(f, raw, nil); err != nil {
-			return PackRef{}, nil, nil, fmt.Errorf("registry: frame %d: %w", i, err)
-		}
-		if int64(len(raw)) != f.Length {
-			return PackRef{}, nil, nil, fmt.Errorf("registry: frame %d (%s): %d bytes, the TOC says %d", i, f.Digest, len(raw), f.Length)
-		}
+	for j, raw := range raws {
 		offs[j] = int64(len(buf))
 		buf = append(buf, raw...)
 	}
