@@ -91,6 +91,9 @@ func Push(ctx context.Context, path, ref string, opts PushOptions) (*PushResult,
 		return nil, err
 	}
 	defer p.close()
+	if p.ref.Reference != "" && p.ref.ValidateReferenceAsTag() != nil {
+		return nil, fmt.Errorf("registry: push %s: give a tag (REGISTRY/REPO:TAG), not a digest", ref)
+	}
 	res := &PushResult{Reference: p.name(), BundleDigest: fr.ManifestDigest().String(), Frames: len(fr.Frames())}
 
 	have, err := p.knownFrames(ctx, opts)

@@ -57,6 +57,9 @@ func TestPushPullIdentical(t *testing.T) {
 			t.Fatalf("cold pull: %+v", res)
 		}
 	}
+	if _, err := Push(ctxT(t), bundle, reg.Host+"/smolvm/test@"+pr.Digest, PushOptions{Remote: local}); err == nil || !strings.Contains(err.Error(), "tag") {
+		t.Fatalf("push to a digest reference: want an error asking for a tag, got %v", err)
+	}
 	again, err := Push(ctxT(t), bundle, reg.Host+"/smolvm/test:v1-again", PushOptions{Remote: local, PackSize: 2 << 20})
 	if err != nil {
 		t.Fatal(err)
