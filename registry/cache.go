@@ -113,6 +113,9 @@ func (c *Cache) putFrame(d format.Digest, raw []byte) {
 	}
 }
 
+// dropPack removes a cached pack found damaged.
+func (c *Cache) dropPack(d format.Digest) { os.Remove(c.packPath(d)) }
+
 // dropFrame removes a cached frame that failed verification.
 func (c *Cache) dropFrame(d format.Digest) { os.Remove(c.framePath(d)) }
 

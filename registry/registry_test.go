@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/smolvm/smolvm/chunkstore"
+	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/internal/sampleimage"
 )
 
@@ -56,6 +57,13 @@ func TestPushPullIdentical(t *testing.T) {
 		if !tc.cached && (res.FetchedPacks != res.Packs || res.Net.Bytes < pr.UploadedBytes) {
 			t.Fatalf("cold pull: %+v", res)
 		}
+	}
+	byDigest := filepath.Join(dir, "by-digest.smolmachine")
+	if _, err := Pull(ctxT(t), reg.Host+"/smolvm/test@"+pr.Digest, byDigest, PullOptions{Remote: local, CacheDir: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mustRead(t, byDigest), mustRead(t, bundle)) {
+		t.Fatal("pull by digest differs")
 	}
 	if _, err := Push(ctxT(t), bundle, reg.Host+"/smolvm/test@"+pr.Digest, PushOptions{Remote: local}); err == nil || !strings.Contains(err.Error(), "tag") {
 		t.Fatalf("push to a digest reference: want an error asking for a tag, got %v", err)
@@ -350,5 +358,66 @@ func TestPullRangeFramesOfSharedPack(t *testing.T) {
 	}
 	if !bytes.Equal(mustRead(t, out), mustRead(t, smallBundle)) {
 		t.Fatal("pulled small bundle differs")
+	}
+}
+
+// A cache file damaged after it was checked (a whole pack, a single frame)
+// is never used: the frame is fetched again and the file removed.
+func TestDamagedCacheRefetched(t *testing.T) {
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	bundle, img := makeBundle(t, dir, 4<<20, 15, "")
+	ref := reg.Host + "/vm:d"
+	if _, err := Push(ctxT(t), bundle, ref, PushOptions{Remote: local}); err != nil {
+		t.Fatal(err)
+	}
+	want := mustRead(t, img)
+	for _, kind := range []string{"pack", "frame"} {
+		t.Run(kind, func(t *testing.T) {
+			cache := filepath.Join(t.TempDir(), "cache")
+			lz, err := Open(ctxT(t), ref, LazyOptions{Remote: local, CacheDir: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lz.Close()
+			c := lz.src.cache
+			im, _ := lz.Image("memory")
+			e := im.Extents()[0]
+			loc := lz.src.cfg.locs[e.Frame]
+			var victim string
+			if kind == "pack" {
+				if _, err := Pull(ctxT(t), ref, filepath.Join(t.TempDir(), "b"), PullOptions{Remote: local, CacheDir: cache}); err != nil {
+					t.Fatal(err)
+				}
+				victim = c.packPath(loc.pack)
+				b := mustRead(t, victim)
+				b[loc.offset+loc.length/2] ^= 0x10
+				os.WriteFile(victim, b, 0o644)
+			} else {
+				if _, err := lz.src.frame(ctxT(t), int(e.Frame)); err != nil {
+					t.Fatal(err)
+				}
+				victim = c.framePath(lz.Format().Frame(int(e.Frame)).Digest)
+				b := mustRead(t, victim)
+				b[len(b)/2] ^= 0x10
+				os.WriteFile(victim, b, 0o644)
+			}
+			before := lz.NetStats().Requests
+			buf := make([]byte, int64(e.Count)*format.PageSize)
+			if _, err := im.ReadAt(buf, e.Page*format.PageSize); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf, want[e.Page*format.PageSize:e.End()*format.PageSize]) {
+				t.Fatal("read through a damaged cache differs")
+			}
+			if lz.NetStats().Requests != before+1 {
+				t.Fatalf("want one fetch past the damaged %s, got %d", kind, lz.NetStats().Requests-before)
+			}
+			if kind == "pack" {
+				if _, err := os.Stat(victim); !os.IsNotExist(err) {
+					t.Fatalf("damaged pack %s kept", victim)
+				}
+			}
+		})
 	}
 }

@@ -70,6 +70,7 @@ func (s *frameSource) frameFor(ctx context.Context, i int, prefetch bool) ([]byt
 			s.packHits.Add(1)
 			return raw, nil
 		}
+		s.cache.dropPack(loc.pack) // damaged since it was checked: fetch anew
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
