@@ -33,6 +33,8 @@ type Config struct {
 	// Disks are the virtio-blk disks, in guest order (the first is
 	// /dev/vda). Every machine also gets a virtio-rng device.
 	Disks []DiskConfig
+	// Net is the guest's network interface (net.go); nil gives it none.
+	Net *NetConfig
 }
 
 // MemAlign is the granularity of guest RAM sizes.
@@ -61,7 +63,7 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.Net.validate()
 }
 
 // readFile reads a kernel or initrd with an error naming its role.

@@ -99,6 +99,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.createDisks(); err != nil {
 		return nil, err
 	}
+	if err := m.createNet(); err != nil {
+		return nil, err
+	}
 	if err := m.createVCPUs(); err != nil {
 		return nil, err
 	}

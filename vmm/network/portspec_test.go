@@ -99,3 +99,22 @@ func FuzzParsePortForward(f *testing.F) {
 		}
 	})
 }
+
+func TestMAC(t *testing.T) {
+	seen := map[[6]byte]bool{}
+	for range 100 {
+		m := network.RandomMAC()
+		if m[0]&1 != 0 || m[0]&2 == 0 || seen[m] {
+			t.Fatalf("RandomMAC %x: multicast, not local, or repeated", m)
+		}
+		seen[m] = true
+		if p, err := network.ParseMAC(network.MACString(m)); err != nil || p != m {
+			t.Fatalf("ParseMAC(%s) = %x, %v", network.MACString(m), p, err)
+		}
+	}
+	for _, bad := range []string{"", "01:00:5e:00:00:01", "00:00:00:00:00:00", "52:54:00:12:34", "zz:54:00:12:34:56"} {
+		if _, err := network.ParseMAC(bad); !errors.Is(err, network.ErrBadSpec) {
+			t.Errorf("ParseMAC(%q): %v", bad, err)
+		}
+	}
+}
