@@ -102,6 +102,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.createNet(); err != nil {
 		return nil, err
 	}
+	if err := m.createVsock(); err != nil {
+		return nil, err
+	}
 	if err := m.createVCPUs(); err != nil {
 		return nil, err
 	}
