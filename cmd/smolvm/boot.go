@@ -24,6 +24,8 @@ type bootFlags struct {
 	kernel, initrd, cmdline, mem, name string
 	cpus                               int
 	disks                              []string // --disk, parsed by boot_disk.go
+	net                                string   // --net, parsed by boot_net.go
+	publish                            []string // -p, parsed by boot_net.go
 }
 
 func init() {
@@ -49,6 +51,8 @@ powers off or reboots; SIGINT and SIGTERM stop the VM.
 	fl.StringVar(&f.cmdline, "cmdline", defaultCmdline, "kernel command line")
 	fl.IntVar(&f.cpus, "cpus", 1, "number of vCPUs")
 	fl.StringArrayVar(&f.disks, "disk", nil, diskFlagHelp)
+	fl.StringVar(&f.net, "net", "user", netFlagHelp)
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, publishFlagHelp)
 	fl.StringVar(&f.mem, "mem", "256M", "guest memory (e.g. 256M, 1G)")
 	fl.StringVar(&f.name, "name", "", "name of the VM: gives it a state dir with a control socket and vsock, for smolvm exec/ps/stop (docs/CONTROL.md)")
 	register(cmd)
@@ -58,6 +62,10 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 	mem, err := parseSize(f.mem)
 	if err != nil {
 		return fmt.Errorf("--mem: %w", err)
+	}
+	netCfg, err := parseNetFlags(f.net, f.publish)
+	if err != nil {
+		return err
 	}
 	if f.kernel == "" {
 		if f.kernel, err = guest.Kernel(); err != nil {
@@ -103,6 +111,7 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 		Console: os.Stdout, ConsoleIn: stdin,
 		VsockPath: ctl.vsockPath(),
 		Disks:     disks,
+		Net:       netCfg,
 	})
 	if err != nil {
 		return f.named(err)
