@@ -23,6 +23,8 @@ type artifact struct {
 // manifest and config, both checked against their digests, the config
 // checked as a bundle tail.
 func (p *repo) fetchArtifact(ctx context.Context, reference string) (*artifact, error) {
+	ctx, cancel := bounded(ctx, metaTimeout)
+	defer cancel()
 	desc, rc, err := p.r.FetchReference(ctx, reference)
 	if err != nil {
 		if notFound(err) {

@@ -173,10 +173,13 @@ func Push(ctx context.Context, path, ref string, opts PushOptions) (*PushResult,
 			continue
 		}
 		desc := ocispec.Descriptor{MediaType: PackMediaType, Digest: digest.Digest(pr.Digest), Size: pr.Size}
-		if ok, err := p.r.Exists(ctx, desc); err == nil && ok {
+		if ok, err := p.exists(ctx, desc); err == nil && ok {
 			continue
 		}
-		if err := p.r.Mount(ctx, desc, from.ref.Repository, nil); err != nil {
+		mctx, cancel := bounded(ctx, uploadTimeout)
+		err := p.r.Mount(mctx, desc, from.ref.Repository, nil)
+		cancel()
+		if err != nil {
 			return nil, fmt.Errorf("registry: %s: mounting pack %s from %s: %w", p.name(), pr.Digest, from.ref.Repository, err)
 		}
 		res.MountedPacks++
@@ -210,7 +213,9 @@ func Push(ctx context.Context, path, ref string, opts PushOptions) (*PushResult,
 		return nil, fmt.Errorf("registry: encoding manifest: %w", err)
 	}
 	mdesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb)), ArtifactType: ArtifactType}
-	if err := p.r.PushReference(ctx, mdesc, bytes.NewReader(mb), p.tag()); err != nil {
+	mctx, cancel := bounded(ctx, metaTimeout)
+	defer cancel()
+	if err := p.r.PushReference(mctx, mdesc, bytes.NewReader(mb), p.tag()); err != nil {
 		return nil, fmt.Errorf("registry: %s: pushing manifest: %w", p.name(), err)
 	}
 	res.Digest = mdesc.Digest.String()
@@ -236,7 +241,9 @@ func (p *repo) knownFrames(ctx context.Context, opts PushOptions) (map[format.Di
 		}
 	}
 	var tags []string
-	err := p.r.Tags(ctx, "", func(ts []string) error {
+	tctx, cancel := bounded(ctx, metaTimeout)
+	defer cancel()
+	err := p.r.Tags(tctx, "", func(ts []string) error {
 		tags = append(tags, ts...)
 		if len(tags) >= maxBases {
 			return errStopTags
@@ -314,17 +321,26 @@ func digestOf(b []byte) format.Digest { return format.Digest(sha256.Sum256(b)) }
 // reports whether bytes were sent.
 func (p *repo) pushBlob(ctx context.Context, mediaType string, pr PackRef, b []byte) (uploaded bool, err error) {
 	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.Digest(pr.Digest), Size: pr.Size}
-	ok, err := p.r.Exists(ctx, desc)
+	ok, err := p.exists(ctx, desc)
 	if err != nil {
 		return false, fmt.Errorf("registry: %s: HEAD blob %s: %w", p.name(), pr.Digest, err)
 	}
 	if ok {
 		return false, nil
 	}
-	if err := p.r.Push(ctx, desc, bytes.NewReader(b)); err != nil {
+	uctx, cancel := bounded(ctx, uploadTimeout)
+	defer cancel()
+	if err := p.r.Push(uctx, desc, bytes.NewReader(b)); err != nil {
 		return false, fmt.Errorf("registry: %s: uploading blob %s (%d bytes): %w", p.name(), pr.Digest, pr.Size, err)
 	}
 	return true, nil
+}
+
+// exists HEADs a blob.
+func (p *repo) exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	ctx, cancel := bounded(ctx, metaTimeout)
+	defer cancel()
+	return p.r.Exists(ctx, desc)
 }
 
 // readTail reads the bundle's bytes from its TOC to its end.

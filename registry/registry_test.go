@@ -421,3 +421,25 @@ func TestDamagedCacheRefetched(t *testing.T) {
 		})
 	}
 }
+
+// TLS is the default: without Insecure, a plain-HTTP registry is refused.
+func TestTLSByDefault(t *testing.T) {
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	bundle, _ := makeBundle(t, dir, 1<<20, 16, "")
+	tlsOnly := Remote{NoCredentials: true}
+	ref := reg.Host + "/vm:tls"
+	_, err := Push(ctxT(t), bundle, ref, PushOptions{Remote: tlsOnly})
+	if err == nil || !strings.Contains(err.Error(), "HTTPS") {
+		t.Fatalf("push over TLS to a plain-HTTP registry: %v", err)
+	}
+	if _, err := Push(ctxT(t), bundle, ref, PushOptions{Remote: local}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(ctxT(t), ref, filepath.Join(dir, "o"), PullOptions{Remote: tlsOnly, CacheDir: filepath.Join(dir, "c")}); err == nil || !strings.Contains(err.Error(), "HTTPS") {
+		t.Fatalf("pull over TLS from a plain-HTTP registry: %v", err)
+	}
+	if _, err := Open(ctxT(t), ref, LazyOptions{Remote: tlsOnly, CacheDir: filepath.Join(dir, "c")}); err == nil {
+		t.Fatal("lazy open over TLS from a plain-HTTP registry succeeded")
+	}
+}

@@ -83,6 +83,18 @@ func newTransport() *http.Transport {
 	return t
 }
 
+// Bounds on protocol operations, so a registry that stops answering mid-body
+// fails the operation instead of hanging it.
+const (
+	metaTimeout   = 2 * time.Minute  // manifests, configs, tag lists, HEADs
+	uploadTimeout = 10 * time.Minute // one blob upload or mount (a pack)
+)
+
+// bounded returns ctx limited to d.
+func bounded(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
 // tag is the reference's tag or digest ("latest" when none).
 func (p *repo) tag() string { return p.ref.ReferenceOrDefault() }
 
