@@ -1,0 +1,190 @@
+package vmm
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/smolvm/smolvm/internal/kvmtest"
+	"github.com/smolvm/smolvm/vmm/disk"
+	"github.com/smolvm/smolvm/vmm/guest"
+)
+
+// mkfsImage makes an ext4 image of size bytes holding hello.txt.
+func mkfsImage(t *testing.T, dir, name string, size int64) string {
+	t.Helper()
+	src := filepath.Join(dir, name+".d")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte("hello from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, name)
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-b", "4096", "-d", src, img, strconv.FormatInt(size>>10, 10)+"k").CombinedOutput()
+	if err != nil {
+		t.Fatalf("mkfs.ext4 (e2fsprogs): %v\n%s", err, out)
+	}
+	return img
+}
+
+// debugfsCat reads a file out of an ext4 image on the host.
+func debugfsCat(t *testing.T, img, path string) string {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", "cat "+path, img).Output()
+	if err != nil {
+		t.Fatalf("debugfs cat %s in %s: %v", path, img, err)
+	}
+	return string(out)
+}
+
+// hostRead reads a file sequentially in 1 MiB reads, after dropping it from
+// the page cache when cold is set, and returns the time taken.
+func hostRead(t *testing.T, path string, cold bool) time.Duration {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if cold {
+		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	}
+	buf := make([]byte, 1<<20)
+	start := time.Now()
+	for {
+		n, err := f.Read(buf)
+		if n == 0 || err != nil {
+			break
+		}
+	}
+	return time.Since(start)
+}
+
+var uptimePair = regexp.MustCompile(`VT:dd(\d)=([0-9.]+):([0-9.]+)`)
+
+// TestKVMVirtioDisksAndRNG boots the default guest with two 64 MiB ext4
+// disks, vda plain (rw) and vdb copy-on-write, and the entropy device. The
+// guest reads vda's serial (GET_ID), mounts both disks, reads a file the
+// host put there, writes a file to each and syncs, reads /dev/hwrng and times
+// a sequential read of all of vda. Then the host finds the vda file in the
+// image, vdb's image unchanged and its file in base + overlay.
+func TestKVMVirtioDisksAndRNG(t *testing.T) {
+	kvmtest.Require(t)
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Fatal("mkfs.ext4 not found: make deps installs e2fsprogs")
+	}
+	dir := t.TempDir()
+	const size = 64 << 20
+	vda := mkfsImage(t, dir, "vda.img", size)
+	vdb := mkfsImage(t, dir, "vdb.img", size)
+	vdbBefore, err := os.ReadFile(vdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay := filepath.Join(dir, "vdb.overlay")
+
+	script := `
+echo "VT:serial=$(cat /sys/block/vda/serial)"
+echo "VT:ro=$(cat /sys/block/vda/ro)"
+mkdir -p /mnt/a /mnt/b
+mount -t ext4 /dev/vda /mnt/a && echo "VT:hello=$(cat /mnt/a/hello.txt)"
+echo guest-wrote-this-rw > /mnt/a/guest.txt && sync && umount /mnt/a && echo VT:wrote-a
+mount -t ext4 /dev/vdb /mnt/b && echo guest-wrote-this-cow > /mnt/b/guest.txt && sync && umount /mnt/b && echo VT:wrote-b
+echo "VT:rng=$(cat /sys/class/misc/hw_random/rng_current)"
+echo "VT:rngbytes=$(head -c 32 /dev/hwrng | od -An -tx1 | tr -d ' \n')"
+for i in 1 2; do
+	echo 3 > /proc/sys/vm/drop_caches
+	read a _ < /proc/uptime
+	dd if=/dev/vda of=/dev/null bs=1M 2>/dev/null
+	read b _ < /proc/uptime
+	echo "VT:dd$i=$a:$b"
+done
+`
+	cfg := guestConfig(t)
+	cfg.Console = newSyncBuffer("")
+	cfg.Cmdline += " " + guest.CmdParam(script)
+	cfg.Disks = []DiskConfig{
+		{Name: "smolvm-vda", Path: vda},
+		{Name: "smolvm-vdb", Path: vdb, Mode: disk.ModeCOW, OverlayPath: overlay},
+	}
+	console := cfg.Console.(*syncBuffer)
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	start := time.Now()
+	err = runMachine(t, m, 4*time.Minute)
+	out := console.String()
+	saveConsole(t, out)
+	if err != nil {
+		t.Fatalf("Run: %v\nconsole:\n%s", err, tail(out))
+	}
+	if m.StopReason() != StopPowerOff {
+		t.Fatalf("stop reason %v\nconsole:\n%s", m.StopReason(), tail(out))
+	}
+	for _, want := range []string{"VT:serial=smolvm-vda", "VT:ro=0", "VT:hello=hello from the host", "VT:wrote-a", "VT:wrote-b", "VT:rng=virtio_rng."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if rb := regexp.MustCompile(`VT:rngbytes=([0-9a-f]*)`).FindStringSubmatch(out); rb == nil || len(rb[1]) != 64 || rb[1] == strings.Repeat("0", 64) {
+		t.Errorf("hwrng bytes: %v", rb)
+	}
+	if t.Failed() {
+		t.Fatalf("console:\n%s", tail(out))
+	}
+	if err := m.Close(); err != nil { // flushes the overlay map
+		t.Fatal(err)
+	}
+
+	if got := debugfsCat(t, vda, "/guest.txt"); got != "guest-wrote-this-rw\n" {
+		t.Errorf("vda image holds %q, want the guest's file", got)
+	}
+	if after, _ := os.ReadFile(vdb); !bytes.Equal(after, vdbBefore) {
+		t.Error("the cow disk's base image changed")
+	}
+	o, err := disk.Open(vdb, disk.ModeCOW, overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := make([]byte, size)
+	_, err = o.ReadAt(merged, 0)
+	blocks := o.(*disk.Overlay).WrittenBlocks()
+	o.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mergedPath := filepath.Join(dir, "vdb.merged")
+	if err := os.WriteFile(mergedPath, merged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := debugfsCat(t, mergedPath, "/guest.txt"); got != "guest-wrote-this-cow\n" {
+		t.Errorf("base + overlay holds %q, want the guest's file", got)
+	}
+	if got := debugfsCat(t, vdb, "/guest.txt"); got != "" {
+		t.Errorf("the base alone holds %q", got)
+	}
+
+	// Sequential read: guest (dd of all of /dev/vda, page cache dropped) vs
+	// the host reading the image file cold and warm.
+	hostCold, hostWarm := hostRead(t, vda, true), hostRead(t, vda, false)
+	for _, mt := range uptimePair.FindAllStringSubmatch(out, -1) {
+		a, _ := strconv.ParseFloat(mt[2], 64)
+		b, _ := strconv.ParseFloat(mt[3], 64)
+		g := time.Duration((b - a) * float64(time.Second))
+		t.Logf("read %d MiB: guest dd run %s %v (%.0f MB/s); host cold %v (%.0f MB/s), warm %v; guest/host-cold time ratio %.1f (%s)",
+			size>>20, mt[1], g, float64(size)/1e6/max(g.Seconds(), 0.01), hostCold, float64(size)/1e6/hostCold.Seconds(), hostWarm,
+			g.Seconds()/hostCold.Seconds(), kvmtest.Label())
+	}
+	t.Logf("boot + script + poweroff: %v; cow overlay holds %d blocks (%s)", time.Since(start), blocks, kvmtest.Label())
+}
