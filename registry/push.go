@@ -96,7 +96,10 @@ func Push(ctx context.Context, path, ref string, opts PushOptions) (*PushResult,
 	}
 	res := &PushResult{Reference: p.name(), BundleDigest: fr.ManifestDigest().String(), Frames: len(fr.Frames())}
 
-	have, err := p.knownFrames(ctx, opts)
+	have, bases, err := p.knownFrames(ctx, opts)
+	for _, bp := range bases {
+		defer bp.close()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -229,8 +232,8 @@ func Push(ctx context.Context, path, ref string, opts PushOptions) (*PushResult,
 // knownFrames maps frames already in the registry (in the target's tags and
 // the given bases) to their packs. Tags that are not smolvm artifacts are
 // skipped; a base that cannot be read is an error.
-func (p *repo) knownFrames(ctx context.Context, opts PushOptions) (map[format.Digest]known, error) {
-	have := map[format.Digest]known{}
+func (p *repo) knownFrames(ctx context.Context, opts PushOptions) (have map[format.Digest]known, bases []*repo, err error) {
+	have = map[format.Digest]known{}
 	add := func(from *repo, a *artifact) {
 		for i, f := range a.cfg.fr.Frames() {
 			if _, ok := have[f.Digest]; ok {
@@ -243,7 +246,7 @@ func (p *repo) knownFrames(ctx context.Context, opts PushOptions) (map[format.Di
 	var tags []string
 	tctx, cancel := bounded(ctx, metaTimeout)
 	defer cancel()
-	err := p.r.Tags(tctx, "", func(ts []string) error {
+	err = p.r.Tags(tctx, "", func(ts []string) error {
 		tags = append(tags, ts...)
 		if len(tags) >= maxBases {
 			return errStopTags
@@ -262,18 +265,19 @@ func (p *repo) knownFrames(ctx context.Context, opts PushOptions) (map[format.Di
 	for _, base := range opts.Bases {
 		bp, err := openRepo(base, opts.Remote)
 		if err != nil {
-			return nil, err
+			return nil, bases, err
 		}
+		bases = append(bases, bp)
 		if bp.ref.Registry != p.ref.Registry {
-			return nil, fmt.Errorf("registry: base %s is in another registry than %s", base, p.name())
+			return nil, bases, fmt.Errorf("registry: base %s is in another registry than %s", base, p.name())
 		}
 		a, err := bp.fetchArtifact(ctx, bp.tag())
 		if err != nil {
-			return nil, fmt.Errorf("registry: base %s: %w", base, err)
+			return nil, bases, fmt.Errorf("registry: base %s: %w", base, err)
 		}
 		add(bp, a)
 	}
-	return have, nil
+	return have, bases, nil
 }
 
 var errStopTags = fmt.Errorf("enough tags")
