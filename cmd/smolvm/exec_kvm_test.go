@@ -89,7 +89,23 @@ func bootAgentVM(t *testing.T, name string, args ...string) *agentVM {
 			t.Logf("console of %s:\n%s", name, tailLines(vm.console.String()))
 		}
 	})
-	return vm
+	// exec fails at once for a VM without a state dir: wait for the
+	// control socket (boot builds the initramfs first).
+	sock := filepath.Join(vm.root, name, control.ControlSocketName)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return vm
+		}
+		select {
+		case <-vm.exited:
+			t.Fatalf("smolvm boot exited early: %v", vm.waitErr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no control socket %s within 2 min", sock)
+		}
+	}
 }
 
 // exec runs `smolvm exec NAME -- args` and returns stdout, stderr, status.
