@@ -65,18 +65,26 @@ func serve(ctx context.Context, ln net.Listener, dialReady func() (net.Conn, err
 	return <-done
 }
 
-// notifyReady tells the host the agent listens. The host's listener exists
-// before the guest starts, so a few quick retries cover a vsock transport
-// that is still coming up.
+// readyRetryFor bounds how long the agent keeps trying to report ready:
+// the host's listener exists before the guest starts, so retries only
+// cover a vsock device that is still coming up (slow under nested
+// emulation); a VM without vsock gives up after this.
+const readyRetryFor = 60 * time.Second
+
+// notifyReady tells the host the agent listens, retrying with a growing
+// pause (50 ms to 1 s) for up to readyRetryFor.
 func notifyReady(ctx context.Context, dial func() (net.Conn, error)) {
 	var last error
-	for try := 0; try < 50; try++ {
+	pause := 50 * time.Millisecond
+	deadline := time.Now().Add(readyRetryFor)
+	for try := 0; try == 0 || time.Now().Before(deadline); try++ {
 		if try > 0 {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(pause):
 			}
+			pause = min(2*pause, time.Second)
 		}
 		c, err := dial()
 		if err != nil {
