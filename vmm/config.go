@@ -35,6 +35,9 @@ type Config struct {
 	Disks []DiskConfig
 	// Net is the guest's network interface (net.go); nil gives it none.
 	Net *NetConfig
+	// Memory says what backs guest RAM (restore.go); the zero value is
+	// anonymous memory.
+	Memory MemoryBacking
 }
 
 // MemAlign is the granularity of guest RAM sizes.
@@ -48,6 +51,11 @@ func (c *Config) validate() error {
 	if c.Kernel == "" {
 		return fmt.Errorf("%w: no kernel given", ErrConfig)
 	}
+	return c.validateMachine()
+}
+
+// validateMachine checks what a booted and a restored machine both need.
+func (c *Config) validateMachine() error {
 	if c.CPUs < 1 || c.CPUs > amd64.MaxCPUs {
 		return fmt.Errorf("%w: %d vCPUs, want 1..%d", ErrConfig, c.CPUs, amd64.MaxCPUs)
 	}

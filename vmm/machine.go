@@ -28,7 +28,8 @@ type Machine struct {
 
 	sys   *kvm.System
 	vm    *kvm.VM
-	mem   []*kvm.Memory // one per amd64.RAMRegions entry; mem[0] is low RAM
+	mem   []*kvm.Memory  // one per amd64.RAMRegions entry; mem[0] is low RAM
+	unmap []func() error // file mappings behind mem (restore.go)
 	vcpus []*kvm.VCPU
 	boot  amd64.BootInfo
 
@@ -90,25 +91,31 @@ func New(cfg Config) (_ *Machine, err error) {
 		}
 		return nil, fmt.Errorf("vmm: boot setup: %w", err)
 	}
-	if err := m.createVM(); err != nil {
-		return nil, err
-	}
-	if err := m.createDevices(); err != nil {
-		return nil, err
-	}
-	if err := m.createDisks(); err != nil {
-		return nil, err
-	}
-	if err := m.createNet(); err != nil {
-		return nil, err
-	}
-	if err := m.createVsock(); err != nil {
-		return nil, err
-	}
-	if err := m.createVCPUs(); err != nil {
+	if err := m.assemble(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// assemble creates the VM over m.mem, the devices and the vCPUs (New, and
+// NewRestore in restore.go).
+func (m *Machine) assemble() error {
+	if err := m.createVM(); err != nil {
+		return err
+	}
+	if err := m.createDevices(); err != nil {
+		return err
+	}
+	if err := m.createDisks(); err != nil {
+		return err
+	}
+	if err := m.createNet(); err != nil {
+		return err
+	}
+	if err := m.createVsock(); err != nil {
+		return err
+	}
+	return m.createVCPUs()
 }
 
 func (m *Machine) createVM() error {
@@ -147,6 +154,9 @@ func (m *Machine) createVM() error {
 // allocMemory maps guest RAM, one anonymous mapping per region of the
 // layout (below the PCI hole, and above 4 GiB when there is more).
 func (m *Machine) allocMemory() error {
+	if m.cfg.Memory.File != "" {
+		return m.mapMemoryFile() // restore.go
+	}
 	for _, r := range amd64.RAMRegions(uint64(m.cfg.MemBytes)) {
 		mem, err := kvm.AllocMemory(int64(r.Size))
 		if err != nil {
@@ -180,6 +190,7 @@ func (m *Machine) Close() error {
 	for _, mem := range m.mem {
 		errs = append(errs, mem.Close())
 	}
+	errs = append(errs, m.unmapFiles())
 	if m.sys != nil {
 		errs = append(errs, m.sys.Close())
 	}
