@@ -177,3 +177,32 @@ func (c *Chain) writable() []Segment {
 	}
 	return c.Segments[i:]
 }
+
+// Spans returns the pieces of the chain's readable (write false) or
+// writable (write true) bytes from offset skip for n bytes, as segments; an
+// error wrapping ErrBadChain if the chain has fewer.
+func (c *Chain) Spans(write bool, skip, n uint64) ([]Segment, error) {
+	segs := c.readable()
+	if write {
+		segs = c.writable()
+	}
+	var out []Segment
+	for _, s := range segs {
+		if n == 0 {
+			break
+		}
+		l := uint64(s.Len)
+		if skip >= l {
+			skip -= l
+			continue
+		}
+		take := min(l-skip, n)
+		out = append(out, Segment{Addr: s.Addr + skip, Len: uint32(take), Write: s.Write})
+		n -= take
+		skip = 0
+	}
+	if n > 0 {
+		return nil, fmt.Errorf("%w: head %d: %d bytes missing", ErrBadChain, c.Head, n)
+	}
+	return out, nil
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"reflect"
 	"testing"
 
 	"github.com/smolvm/smolvm/vmm/devices/virtio"
@@ -140,4 +141,26 @@ func FuzzParseChain(f *testing.F) {
 			t.Fatalf("%d segments from a table of %d", len(c.Segments), size)
 		}
 	})
+}
+
+func TestChainSpans(t *testing.T) {
+	c := &virtio.Chain{Segments: []virtio.Segment{{Addr: 0x1000, Len: 16}, {Addr: 0x2000, Len: 100}, {Addr: 0x3000, Len: 50, Write: true}, {Addr: 0x4000, Len: 1, Write: true}}}
+	for _, tc := range []struct {
+		write   bool
+		skip, n uint64
+		want    []virtio.Segment
+		err     bool
+	}{
+		{false, 16, 100, []virtio.Segment{{Addr: 0x2000, Len: 100}}, false},
+		{false, 10, 10, []virtio.Segment{{Addr: 0x100a, Len: 6}, {Addr: 0x2000, Len: 4}}, false},
+		{true, 0, 50, []virtio.Segment{{Addr: 0x3000, Len: 50, Write: true}}, false},
+		{true, 49, 2, []virtio.Segment{{Addr: 0x3031, Len: 1, Write: true}, {Addr: 0x4000, Len: 1, Write: true}}, false},
+		{true, 0, 0, nil, false},
+		{false, 16, 101, nil, true},
+	} {
+		got, err := c.Spans(tc.write, tc.skip, tc.n)
+		if (err != nil) != tc.err || !tc.err && !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Spans(%v, %d, %d) = %+v, %v; want %+v", tc.write, tc.skip, tc.n, got, err, tc.want)
+		}
+	}
 }

@@ -77,3 +77,20 @@ func (e *AddressError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrBadAddress) hold.
 func (e *AddressError) Unwrap() error { return ErrBadAddress }
+
+// DirectMemory is a Memory the host process maps: Slice returns the guest
+// bytes at [gpa, gpa+n) themselves, for zero-copy I/O (a disk read straight
+// into a guest buffer). The same bounds rule as Read applies. Only a memory
+// served by another process (or anonymous RAM) may be sliced: the caller's
+// own goroutines touch it.
+type DirectMemory interface {
+	Memory
+	Slice(gpa uint64, n int) ([]byte, error)
+}
+
+// Slice returns the bytes at [gpa, gpa+n) themselves (DirectMemory).
+func (m *SliceMemory) Slice(gpa uint64, n int) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.span(gpa, n)
+}

@@ -55,7 +55,7 @@ func (d *Device) serve(mem virtio.Memory, c *virtio.Chain) (uint32, error) {
 		}
 		return d.finish(mem, status, st, n)
 	case TypeOut:
-		st, err := d.write(r, sector, c.ReadLen-headerLen)
+		st, err := d.write(mem, c, sector, c.ReadLen-headerLen)
 		if err != nil {
 			return 0, err
 		}
@@ -105,42 +105,73 @@ func (d *Device) inRange(sector, n uint64) bool {
 	return n%SectorSize == 0 && sector <= d.capacity && n/SectorSize <= d.capacity-sector
 }
 
-// read fills the data buffers from the disk.
+// read fills the data buffers (the writable bytes before the status byte)
+// from the disk: straight into guest memory when it can be sliced.
 func (d *Device) read(mem virtio.Memory, c *virtio.Chain, sector, n uint64) (uint32, byte, error) {
 	if !d.inRange(sector, n) {
 		return 0, StatusIOErr, nil
 	}
-	w := c.Writer(mem)
+	spans, err := c.Spans(true, 0, n)
+	if err != nil {
+		return 0, 0, err
+	}
 	off := int64(sector * SectorSize)
-	for done := uint64(0); done < n; {
-		m := min(n-done, uint64(len(d.buf)))
-		if _, err := d.disk.ReadAt(d.buf[:m], off+int64(done)); err != nil {
-			return uint32(done), StatusIOErr, nil
+	dm, direct := mem.(virtio.DirectMemory)
+	for _, s := range spans {
+		for done := uint64(0); done < uint64(s.Len); {
+			m := min(uint64(s.Len)-done, uint64(len(d.buf)))
+			buf := d.buf[:m]
+			if direct {
+				if buf, err = dm.Slice(s.Addr+done, int(m)); err != nil {
+					return 0, 0, fmt.Errorf("blk: read into head %d: %w", c.Head, err)
+				}
+			}
+			if _, err := d.disk.ReadAt(buf, off); err != nil {
+				return 0, StatusIOErr, nil
+			}
+			if !direct {
+				if err := mem.Write(s.Addr+done, buf); err != nil {
+					return 0, 0, fmt.Errorf("blk: read into head %d: %w", c.Head, err)
+				}
+			}
+			done += m
+			off += int64(m)
 		}
-		if _, err := w.Write(d.buf[:m]); err != nil {
-			return 0, 0, fmt.Errorf("blk: read into head %d: %w", c.Head, err)
-		}
-		done += m
 	}
 	d.count(func(s *Stats) { s.Reads++; s.BytesRead += n })
 	return uint32(n), StatusOK, nil
 }
 
-// write copies the data buffers to the disk.
-func (d *Device) write(r *virtio.ChainReader, sector, n uint64) (byte, error) {
+// write copies the data buffers (the readable bytes after the header) to the
+// disk: straight from guest memory when it can be sliced.
+func (d *Device) write(mem virtio.Memory, c *virtio.Chain, sector, n uint64) (byte, error) {
 	if d.disk.ReadOnly() || !d.inRange(sector, n) {
 		return StatusIOErr, nil
 	}
+	spans, err := c.Spans(false, headerLen, n)
+	if err != nil {
+		return 0, err
+	}
 	off := int64(sector * SectorSize)
-	for done := uint64(0); done < n; {
-		m := min(n-done, uint64(len(d.buf)))
-		if _, err := r.Read(d.buf[:m]); err != nil {
-			return 0, fmt.Errorf("blk: write data: %w", err)
+	dm, direct := mem.(virtio.DirectMemory)
+	for _, s := range spans {
+		for done := uint64(0); done < uint64(s.Len); {
+			m := min(uint64(s.Len)-done, uint64(len(d.buf)))
+			buf := d.buf[:m]
+			if direct {
+				buf, err = dm.Slice(s.Addr+done, int(m))
+			} else {
+				err = mem.Read(s.Addr+done, buf)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("blk: write data of head %d: %w", c.Head, err)
+			}
+			if _, err := d.disk.WriteAt(buf, off); err != nil {
+				return StatusIOErr, nil
+			}
+			done += m
+			off += int64(m)
 		}
-		if _, err := d.disk.WriteAt(d.buf[:m], off+int64(done)); err != nil {
-			return StatusIOErr, nil
-		}
-		done += m
 	}
 	d.count(func(s *Stats) { s.Writes++; s.BytesWritten += n })
 	return StatusOK, nil

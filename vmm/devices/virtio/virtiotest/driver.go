@@ -46,12 +46,34 @@ type Driver struct {
 // capabilities as virtio_pci_modern does.
 func NewDriver(t testing.TB, dev virtio.Device) *Driver {
 	t.Helper()
+	return newDriver(t, dev, false)
+}
+
+// NewCopyingDriver is NewDriver with a guest memory that is not a
+// virtio.DirectMemory, so devices take their copying paths.
+func NewCopyingDriver(t testing.TB, dev virtio.Device) *Driver {
+	t.Helper()
+	return newDriver(t, dev, true)
+}
+
+// copyOnly hides SliceMemory's Slice.
+type copyOnly struct{ m *virtio.SliceMemory }
+
+func (c copyOnly) Read(gpa uint64, p []byte) error  { return c.m.Read(gpa, p) }
+func (c copyOnly) Write(gpa uint64, p []byte) error { return c.m.Write(gpa, p) }
+
+func newDriver(t testing.TB, dev virtio.Device, copying bool) *Driver {
+	t.Helper()
 	d := &Driver{T: t, Bus: devices.NewBus(), Mem: &virtio.SliceMemory{Mem: make([]byte, MemSize)}, IRQ: NewFakeInterrupt(), next: AllocBase}
 	var err error
 	if d.Host, err = pci.NewHost(pci.DefaultConfig(d.Bus)); err != nil {
 		t.Fatal(err)
 	}
-	if d.Trans, err = virtio.NewTransport(virtio.TransportConfig{Device: dev, Mem: d.Mem, IRQ: d.IRQ}); err != nil {
+	var mem virtio.Memory = d.Mem
+	if copying {
+		mem = copyOnly{d.Mem}
+	}
+	if d.Trans, err = virtio.NewTransport(virtio.TransportConfig{Device: dev, Mem: mem, IRQ: d.IRQ}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Trans.Close() })
