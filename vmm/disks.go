@@ -60,6 +60,7 @@ func (m *Machine) createDisks() error {
 			dk.Close()
 			return err
 		}
+		m.disks = append(m.disks, DiskImage{Name: dc.Name, Disk: dk})
 		vd.save = func(s *VirtioState) { st := dev.Save(); s.Blk = &st }
 		vd.restore = func(s VirtioState) error {
 			if s.Blk == nil {

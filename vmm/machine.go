@@ -39,6 +39,7 @@ type Machine struct {
 	acpi   *acpi.Device
 	pci    *pci.Host
 	virtio []*virtioDevice // disks, rng, vsock (virtio.go)
+	disks  []DiskImage     // open disks in guest order (snapshot_source.go)
 
 	stop  stopper
 	pause pauseGate // Pause/Resume (control.go)

@@ -1,0 +1,21 @@
+package vmm
+
+import "github.com/smolvm/smolvm/vmm/disk"
+
+// What a snapshot writer (package snapshot) reads from a paused machine
+// besides State and RAM: its configuration and its disks' contents.
+
+// DiskImage is one of the machine's disks as the guest sees it: for a cow
+// disk the base with the overlay's writes merged, unflushed ones included.
+type DiskImage struct {
+	Name string
+	Disk disk.Disk
+}
+
+// Config returns the configuration the machine was built with, with what
+// New chose filled in (a random MAC).
+func (m *Machine) Config() Config { return m.cfg }
+
+// Disks returns the machine's disks in guest order. Read them only while
+// the machine is paused (no request in flight) and before Close.
+func (m *Machine) Disks() []DiskImage { return append([]DiskImage(nil), m.disks...) }
