@@ -14,9 +14,10 @@ import (
 
 // virtioDevice is one virtio device on the PCI bus.
 type virtioDevice struct {
-	name  string // "vda", "rng", "vsock": for errors and state
-	slot  int
-	trans *virtio.Transport
+	name   string // "vda", "rng", "vsock": for errors and state
+	slot   int
+	trans  *virtio.Transport
+	notify *notifier // queue notifications by ioeventfd (virtio_notify.go)
 	// close releases what the device uses besides its goroutines (a disk),
 	// after the transport stopped them.
 	close func() error
@@ -26,7 +27,9 @@ type virtioDevice struct {
 	restore func(VirtioState) error
 }
 
-// guestMemory is virtio.Memory over the machine's RAM regions.
+// guestMemory is virtio.DirectMemory over the machine's RAM regions. RAM is
+// anonymous memory or memory whose faults another process serves (the
+// pager), so device goroutines may touch it.
 type guestMemory struct {
 	regions []RAMRegion
 }
@@ -40,6 +43,10 @@ func (g *guestMemory) span(gpa uint64, n int) ([]byte, error) {
 	}
 	return nil, &virtio.AddressError{Addr: gpa, Len: n}
 }
+
+// Slice returns guest memory at [gpa, gpa+n) itself, for zero-copy disk
+// I/O.
+func (g *guestMemory) Slice(gpa uint64, n int) ([]byte, error) { return g.span(gpa, n) }
 
 // Read copies guest memory at gpa into p.
 func (g *guestMemory) Read(gpa uint64, p []byte) error {
@@ -90,10 +97,16 @@ func (m *Machine) addVirtio(name string, dev virtio.Device, class uint32, closeF
 	if err != nil {
 		return nil, fmt.Errorf("vmm: %s: %w", name, err)
 	}
+	n, err := newNotifier(m.vm, t)
+	if err != nil {
+		return nil, err
+	}
 	if err := m.pci.AddDevice(slot, t); err != nil {
+		n.close()
 		return nil, fmt.Errorf("vmm: %s: %w", name, err)
 	}
-	vd := &virtioDevice{name: name, slot: slot, trans: t, close: closeFn}
+	t.OnBARMapped(n.mapped)
+	vd := &virtioDevice{name: name, slot: slot, trans: t, notify: n, close: closeFn}
 	m.virtio = append(m.virtio, vd)
 	return vd, nil
 }
@@ -102,7 +115,7 @@ func (m *Machine) addVirtio(name string, dev virtio.Device, class uint32, closeF
 func (m *Machine) closeVirtio() error {
 	var errs []error
 	for _, d := range m.virtio {
-		errs = append(errs, d.trans.Close())
+		errs = append(errs, d.notify.close(), d.trans.Close())
 		if d.close != nil {
 			errs = append(errs, d.close())
 		}

@@ -100,6 +100,7 @@ mount -t ext4 /dev/vda /mnt/a && echo "VT:hello=$(cat /mnt/a/hello.txt)"
 echo guest-wrote-this-rw > /mnt/a/guest.txt && sync && umount /mnt/a && echo VT:wrote-a
 mount -t ext4 /dev/vdb /mnt/b && echo guest-wrote-this-cow > /mnt/b/guest.txt && sync && umount /mnt/b && echo VT:wrote-b
 echo "VT:rng=$(cat /sys/class/misc/hw_random/rng_current)"
+grep virtio /proc/interrupts | sed 's/^/VT:irq /'
 echo "VT:rngbytes=$(head -c 32 /dev/hwrng | od -An -tx1 | tr -d ' \n')"
 for i in 1 2; do
 	echo 3 > /proc/sys/vm/drop_caches
@@ -139,6 +140,16 @@ done
 	}
 	if rb := regexp.MustCompile(`VT:rngbytes=([0-9a-f]*)`).FindStringSubmatch(out); rb == nil || len(rb[1]) != 64 || rb[1] == strings.Repeat("0", 64) {
 		t.Errorf("hwrng bytes: %v", rb)
+	}
+	if !regexp.MustCompile(`VT:irq .*MSI.*virtio0-config`).MatchString(out) {
+		t.Errorf("vda does not use MSI-X (no virtio0-config vector in /proc/interrupts)")
+	}
+	var notifies uint64 // queue notifications that came by ioeventfd
+	for _, c := range m.virtio[0].notify.counts() {
+		notifies += c
+	}
+	if notifies == 0 {
+		t.Error("no vda notification came through its ioeventfd")
 	}
 	if t.Failed() {
 		t.Fatalf("console:\n%s", tail(out))
@@ -186,5 +197,5 @@ done
 			size>>20, mt[1], g, float64(size)/1e6/max(g.Seconds(), 0.01), hostCold, float64(size)/1e6/hostCold.Seconds(), hostWarm,
 			g.Seconds()/hostCold.Seconds(), kvmtest.Label())
 	}
-	t.Logf("boot + script + poweroff: %v; cow overlay holds %d blocks (%s)", time.Since(start), blocks, kvmtest.Label())
+	t.Logf("boot + script + poweroff: %v; cow overlay holds %d blocks; vda notifications by ioeventfd: %d (%s)", time.Since(start), blocks, notifies, kvmtest.Label())
 }

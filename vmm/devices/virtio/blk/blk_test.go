@@ -40,6 +40,11 @@ func newFixture(t *testing.T, mode disk.Mode, sectors int) *fixture {
 // only copy.
 func newFixtureMem(t *testing.T, mode disk.Mode, sectors int, copying bool) *fixture {
 	t.Helper()
+	return newFixtureMemTB(t, mode, sectors, copying)
+}
+
+func newFixtureMemTB(t testing.TB, mode disk.Mode, sectors int, copying bool) *fixture {
+	t.Helper()
 	img := make([]byte, sectors*512)
 	for i := range img {
 		img[i] = byte(i*7 + i/512)

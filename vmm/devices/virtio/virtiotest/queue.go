@@ -166,7 +166,9 @@ func (q *DriverQueue) WaitUsed(n int, timeout time.Duration) []Used {
 		if len(out) >= n || time.Now().After(deadline) {
 			return out
 		}
-		time.Sleep(200 * time.Microsecond)
+		// Woken by the device's interrupt; the timeout covers suppressed
+		// interrupts.
+		q.d.IRQ.Wait(time.Millisecond)
 	}
 }
 
