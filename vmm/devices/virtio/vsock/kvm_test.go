@@ -20,8 +20,6 @@ import (
 
 	"github.com/smolvm/smolvm/agent"
 	"github.com/smolvm/smolvm/internal/kvmtest"
-	"github.com/smolvm/smolvm/vmm"
-	"github.com/smolvm/smolvm/vmm/guest"
 )
 
 // console collects a guest's console for waiting on lines.
@@ -86,15 +84,6 @@ func staticSelf(t *testing.T) string {
 // trips, and checks that a port nobody listens on is refused.
 func TestKVMVsock(t *testing.T) {
 	kvmtest.Require(t)
-	exe := staticSelf(t)
-	kernel, err := guest.Kernel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	initrd, err := guest.Initramfs(guest.Options{Agent: exe})
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir, err := os.MkdirTemp("", "vsock")
 	if err != nil {
 		t.Fatal(err)
@@ -106,33 +95,8 @@ func TestKVMVsock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer helloLn.Close()
-
-	out := &console{}
-	m, err := vmm.New(vmm.Config{Kernel: kernel, Initrd: initrd, Cmdline: "console=ttyS0 panic=-1 quiet",
-		CPUs: 2, MemBytes: 256 << 20, Console: out, VsockPath: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(time.Minute):
-			t.Errorf("machine did not stop")
-		}
-		if err := m.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	}
-	defer stop()
+	pm := newProbeMachine(t, probeConfig(t, path), nil)
+	out, stop := pm.out, pm.stop
 	boot := time.Now()
 
 	// Guest -> host: the probe's greeting on port 53.

@@ -44,6 +44,7 @@ func guestProbe() int {
 		say("listen on port %d: %v", probeEchoPort, err)
 		return 1
 	}
+	say("listening on port %d", probeEchoPort)
 	go hello(say)
 	for {
 		fd, _, err := unix.Accept(lfd)
@@ -61,7 +62,12 @@ func echo(fd int) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := unix.Read(fd, buf)
-		if n <= 0 || err != nil {
+		if err != nil {
+			// After a restore the device's TRANSPORT_RESET lands here.
+			fmt.Printf("vsockprobe: echo connection ended: %v\n", err)
+			return
+		}
+		if n == 0 {
 			unix.Shutdown(fd, unix.SHUT_WR)
 			return
 		}
