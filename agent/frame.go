@@ -28,12 +28,16 @@ const (
 	FrameStderr  FrameType = 8  // agent -> host: raw bytes
 	FrameExit    FrameType = 9  // agent -> host: JSON ExitStatus, last frame of a session
 	FrameReady   FrameType = 10 // agent -> host (ready port): JSON Ready
+	// FrameIdentity and FrameIdentityDone: a session that, instead of an
+	// exec, gives a restored clone its own identity (identity.go).
+	FrameIdentity     FrameType = 11 // host -> agent: JSON IdentityRequest
+	FrameIdentityDone FrameType = 12 // agent -> host: JSON IdentityResult, last frame
 )
 
 var frameNames = map[FrameType]string{
 	FrameHello: "hello", FrameError: "error", FrameExec: "exec", FrameStarted: "started",
 	FrameStdin: "stdin", FrameSignal: "signal", FrameStdout: "stdout", FrameStderr: "stderr",
-	FrameExit: "exit", FrameReady: "ready",
+	FrameExit: "exit", FrameReady: "ready", FrameIdentity: "identity", FrameIdentityDone: "identity-done",
 }
 
 func (t FrameType) String() string {
@@ -136,6 +140,11 @@ func expect(r io.Reader, t FrameType, v any) error {
 	if err != nil {
 		return err
 	}
+	return f.expect(t, v)
+}
+
+// expect checks that f is of type t and decodes it into v.
+func (f Frame) expect(t FrameType, v any) error {
 	if f.Type == FrameError && t != FrameError {
 		return f.remoteError()
 	}

@@ -21,6 +21,9 @@ type Server struct {
 	Name string
 	// Logf reports sessions that fail; nil uses log.Printf.
 	Logf func(format string, args ...any)
+	// Identity applies a restored clone's new identity (FrameIdentity);
+	// nil refuses such requests.
+	Identity func(IdentityRequest) IdentityResult
 	// WaitDelay is how long after the command exits its output pipes may
 	// stay open (held by a background child) before they are closed;
 	// zero means 2 s.
@@ -126,8 +129,15 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	if err := writeJSON(w, FrameHello, Hello{Version: Version, Agent: name}); err != nil {
 		return fmt.Errorf("agent: handshake: %w", err)
 	}
+	f, err := ReadFrame(c)
+	if err == nil && f.Type == FrameIdentity {
+		return s.serveIdentity(w, f) // identity.go
+	}
 	var req ExecRequest
-	if err := expect(c, FrameExec, &req); err != nil {
+	if err == nil {
+		err = f.expect(FrameExec, &req)
+	}
+	if err != nil {
 		s.refuse(w, err)
 		return fmt.Errorf("agent: exec request: %w", err)
 	}

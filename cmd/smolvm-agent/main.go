@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -56,7 +55,7 @@ func run(ctx context.Context, port, readyPort uint32) error {
 // is ready through dialReady (if not nil). It returns when ctx ends or ln
 // fails.
 func serve(ctx context.Context, ln net.Listener, dialReady func() (net.Conn, error)) error {
-	srv := &agent.Server{Name: "smolvm-agent/" + strconv.Itoa(agent.Version)}
+	srv := &agent.Server{Name: "smolvm-agent/" + strconv.Itoa(agent.Version), Identity: applyIdentity}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	if dialReady != nil {
@@ -108,10 +107,6 @@ func readyInfo() agent.Ready {
 	if unix.Uname(&u) == nil {
 		r.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
-	if b, err := os.ReadFile("/proc/uptime"); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			r.Uptime, _ = strconv.ParseFloat(f[0], 64)
-		}
-	}
+	r.Uptime = uptime()
 	return r
 }

@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// IdentityRequest gives a restored clone an identity of its own (every
+// clone of a snapshot starts with the same RNG state, hostname and
+// machine-id, and its clock stopped when the snapshot was taken). The
+// agent applies each field that is set.
+type IdentityRequest struct {
+	// Entropy is host randomness to mix into the guest's pool
+	// (RNDADDENTROPY, credited) before the CRNG is reseeded (RNDRESEEDCRNG).
+	Entropy []byte `json:"entropy,omitempty"`
+	// Hostname is set with sethostname(2).
+	Hostname string `json:"hostname,omitempty"`
+	// MachineID (32 lowercase hex digits) replaces /etc/machine-id.
+	MachineID string `json:"machine_id,omitempty"`
+	// TimeUnixNano steps CLOCK_REALTIME to the host's time.
+	TimeUnixNano int64 `json:"time_unix_nano,omitempty"`
+	// OldMAC and MAC: the interface whose address is OldMAC gets MAC (a
+	// clone's network device has a new address).
+	OldMAC string `json:"old_mac,omitempty"`
+	MAC    string `json:"mac,omitempty"`
+}
+
+// IdentityResult says what the agent applied: the names of the steps done
+// ("entropy", "reseed", "hostname", "machine-id", "clock", "mac") and the
+// failures, each naming its step.
+type IdentityResult struct {
+	Applied []string `json:"applied"`
+	Errors  []string `json:"errors,omitempty"`
+	// Uptime is the guest's uptime when it answered, seconds.
+	Uptime float64 `json:"uptime_s,omitempty"`
+}
+
+// MaxIdentityEntropy bounds IdentityRequest.Entropy.
+const MaxIdentityEntropy = 4096
+
+// serveIdentity answers a FrameIdentity session (after the hellos).
+func (s *Server) serveIdentity(w *lockedWriter, f Frame) error {
+	var req IdentityRequest
+	if err := f.decode(&req); err != nil {
+		s.refuse(w, err)
+		return fmt.Errorf("agent: identity request: %w", err)
+	}
+	if len(req.Entropy) > MaxIdentityEntropy {
+		err := fmt.Errorf("%w: %d bytes of entropy, at most %d", ErrMalformed, len(req.Entropy), MaxIdentityEntropy)
+		s.refuse(w, err)
+		return err
+	}
+	if s.Identity == nil {
+		msg := "this agent cannot apply an identity"
+		_ = writeJSON(w, FrameError, ErrorMsg{Code: CodeStart, Message: msg})
+		return errors.New("agent: identity: " + msg)
+	}
+	res := s.Identity(req)
+	if res.Applied == nil {
+		res.Applied = []string{}
+	}
+	if err := writeJSON(w, FrameIdentityDone, res); err != nil {
+		return fmt.Errorf("agent: identity: %w", err)
+	}
+	return nil
+}
+
+// SetIdentity is the host's side: on conn (a new connection to the agent's
+// ExecPort) it sends req and returns what the agent applied. It closes
+// conn. Errors in applying single steps are in the result, not the error.
+func SetIdentity(ctx context.Context, conn net.Conn, req IdentityRequest) (IdentityResult, error) {
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	} else {
+		_ = conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	}
+	var res IdentityResult
+	if _, err := handshake(conn); err != nil {
+		return res, fmt.Errorf("agent: identity: %w", err)
+	}
+	if err := writeJSON(conn, FrameIdentity, req); err != nil {
+		return res, fmt.Errorf("agent: identity: %w", err)
+	}
+	if err := expect(conn, FrameIdentityDone, &res); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return res, fmt.Errorf("agent: identity: %w", err)
+	}
+	return res, nil
+}

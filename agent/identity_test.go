@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// identityServer serves on a unix socket with identity as the Identity
+// hook (nil: none) and returns a dialer.
+func identityServer(t *testing.T, identity func(IdentityRequest) IdentityResult) func() net.Conn {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &Server{Logf: t.Logf, Identity: identity}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return within 10 s of cancel")
+		}
+	})
+	return func() net.Conn {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+}
+
+func TestSetIdentity(t *testing.T) {
+	var mu sync.Mutex
+	var got []IdentityRequest
+	fake := func(r IdentityRequest) IdentityResult {
+		mu.Lock()
+		got = append(got, r)
+		mu.Unlock()
+		res := IdentityResult{Uptime: 1.5}
+		if len(r.Entropy) > 0 {
+			res.Applied = append(res.Applied, "entropy", "reseed")
+		}
+		if r.Hostname == "bad" {
+			res.Errors = append(res.Errors, "hostname: invalid")
+		} else if r.Hostname != "" {
+			res.Applied = append(res.Applied, "hostname")
+		}
+		return res
+	}
+	tests := []struct {
+		name       string
+		identity   func(IdentityRequest) IdentityResult
+		req        IdentityRequest
+		wantErr    string // substring; "" = success
+		wantApply  string // joined Applied
+		wantErrors int
+	}{
+		{"all", fake, IdentityRequest{Entropy: bytes.Repeat([]byte{7}, 64), Hostname: "clone-1", MachineID: strings.Repeat("ab", 16), TimeUnixNano: 1}, "", "entropy,reseed,hostname", 0},
+		{"step fails", fake, IdentityRequest{Hostname: "bad"}, "", "", 1},
+		{"too much entropy", fake, IdentityRequest{Entropy: make([]byte, MaxIdentityEntropy+1)}, "malformed", "", 0},
+		{"agent without identity", nil, IdentityRequest{Hostname: "x"}, "cannot apply an identity", "", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dial := identityServer(t, tc.identity)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := SetIdentity(ctx, dial(), tc.req)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := strings.Join(res.Applied, ","); a != tc.wantApply || len(res.Errors) != tc.wantErrors {
+				t.Fatalf("result %+v, want applied %q and %d errors", res, tc.wantApply, tc.wantErrors)
+			}
+			if res.Uptime != 1.5 {
+				t.Fatalf("uptime %v not passed through", res.Uptime)
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) < 2 || got[0].Hostname != "clone-1" || len(got[0].Entropy) != 64 || got[0].MachineID != strings.Repeat("ab", 16) {
+		t.Fatalf("the agent saw %+v", got)
+	}
+}
+
+// TestExecAfterIdentity: the same server still runs commands (the first
+// frame after hello decides the session's kind).
+func TestExecAfterIdentity(t *testing.T) {
+	dial := identityServer(t, func(IdentityRequest) IdentityResult { return IdentityResult{} })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := SetIdentity(ctx, dial(), IdentityRequest{Hostname: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	st, err := Run(ctx, dial(), Command{Args: []string{"sh", "-c", "echo hi"}, Stdout: &out})
+	if err != nil || st.Code != 0 || out.String() != "hi\n" {
+		t.Fatalf("exec after identity: %q %+v %v", out.String(), st, err)
+	}
+}

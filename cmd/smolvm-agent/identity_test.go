@@ -1,0 +1,47 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/smolvm/smolvm/agent"
+)
+
+// TestApplyIdentityRefusals: steps with bad input fail naming the step and
+// leave the others applied. (Hostname and clock are not exercised here: they
+// would change the host; the lab's KVM tests check them in a guest.)
+func TestApplyIdentityRefusals(t *testing.T) {
+	tests := []struct {
+		name    string
+		req     agent.IdentityRequest
+		wantErr string
+	}{
+		{"bad machine-id", agent.IdentityRequest{MachineID: "not-hex"}, "machine-id: "},
+		{"unknown interface", agent.IdentityRequest{OldMAC: "02:00:00:00:00:99", MAC: "02:00:00:00:00:98"}, "mac: no interface has address"},
+		{"bad mac", agent.IdentityRequest{OldMAC: "02:00:00:00:00:99", MAC: "zz"}, "mac: bad MAC"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := applyIdentity(tc.req)
+			if len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0], tc.wantErr) || len(res.Applied) != 0 {
+				t.Fatalf("result %+v, want one error %q", res, tc.wantErr)
+			}
+			if res.Uptime <= 0 {
+				t.Fatalf("uptime %v", res.Uptime)
+			}
+		})
+	}
+}
+
+// TestApplyIdentityEntropy adds entropy and reseeds (harmless on the host;
+// needs root for RNDADDENTROPY).
+func TestApplyIdentityEntropy(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("RNDADDENTROPY needs root")
+	}
+	res := applyIdentity(agent.IdentityRequest{Entropy: []byte("0123456789abcdef0123456789abcdef")})
+	if strings.Join(res.Applied, ",") != "entropy,reseed" || len(res.Errors) != 0 {
+		t.Fatalf("result %+v", res)
+	}
+}
