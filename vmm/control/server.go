@@ -22,7 +22,8 @@ type Server struct {
 	state State
 	ready *time.Time
 	agent *AgentInfo
-	busy  bool // a pause or resume is in progress
+	busy  bool         // a pause, resume or snapshot is in progress
+	snap  SnapshotFunc // PUT /snapshot (snapshot.go); nil: refused
 }
 
 // NewServer returns a server for m, described by info, started now.
@@ -66,13 +67,14 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc("/pause", s.only(http.MethodPut, s.pause))
 	mux.HandleFunc("/resume", s.only(http.MethodPut, s.resume))
+	mux.HandleFunc("/snapshot", s.only(http.MethodPut, s.snapshot))
 	mux.HandleFunc("/stop", s.only(http.MethodPut, func(w http.ResponseWriter, r *http.Request) {
 		s.SetStopping()
 		s.m.Stop()
 		reply(w, http.StatusAccepted, s.Status())
 	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, http.StatusNotFound, apiError{fmt.Sprintf("no endpoint %s (have GET /status, PUT /pause, /resume, /stop)", r.URL.Path)})
+		reply(w, http.StatusNotFound, apiError{fmt.Sprintf("no endpoint %s (have GET /status, PUT /pause, /resume, /snapshot, /stop)", r.URL.Path)})
 	})
 	return mux
 }
@@ -98,7 +100,7 @@ func (s *Server) transition(w http.ResponseWriter, to State, do func() error) {
 		return
 	case s.busy:
 		s.mu.Unlock()
-		reply(w, http.StatusConflict, apiError{"another pause or resume is in progress"})
+		reply(w, http.StatusConflict, apiError{"another pause, resume or snapshot is in progress"})
 		return
 	}
 	s.busy = true

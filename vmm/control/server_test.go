@@ -116,7 +116,8 @@ func TestServerErrors(t *testing.T) {
 	}{
 		{http.MethodPost, "/status", http.StatusMethodNotAllowed, "use GET"},
 		{http.MethodGet, "/stop", http.StatusMethodNotAllowed, "use PUT"},
-		{http.MethodGet, "/snapshot", http.StatusNotFound, "no endpoint /snapshot"},
+		{http.MethodGet, "/snapshot", http.StatusMethodNotAllowed, "use PUT"},
+		{http.MethodGet, "/migrate", http.StatusNotFound, "no endpoint /migrate"},
 	} {
 		req, _ := http.NewRequestWithContext(ctx, r.method, "http://x"+r.path, nil)
 		resp, err := c.hc.Do(req)
