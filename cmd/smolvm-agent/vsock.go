@@ -63,8 +63,15 @@ func (l *vsockListener) Accept() (net.Conn, error) {
 	var sa unix.Sockaddr
 	var aerr error
 	err = rc.Read(func(fd uintptr) bool {
-		nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		return aerr != unix.EAGAIN
+		for {
+			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			// The Go runtime's own signals (preemption) interrupt
+			// accept, and a client may give up before we take it:
+			// neither is the listener's failure.
+			if aerr != unix.EINTR && aerr != unix.ECONNABORTED {
+				return aerr != unix.EAGAIN
+			}
+		}
 	})
 	if err != nil {
 		if errors.Is(err, os.ErrClosed) {
@@ -93,7 +100,7 @@ func dialVsock(cid, port uint32) (net.Conn, error) {
 	}
 	f := os.NewFile(uintptr(fd), "vsock")
 	err = unix.Connect(fd, &unix.SockaddrVM{CID: cid, Port: port})
-	if err == unix.EINPROGRESS {
+	if err == unix.EINPROGRESS || err == unix.EINTR { // EINTR: it goes on in the background
 		err = waitConnected(f, 5*time.Second)
 	}
 	if err != nil {
