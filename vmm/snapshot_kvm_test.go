@@ -33,7 +33,7 @@ type runningGuest struct {
 	done    chan error
 }
 
-func guestConfig(t *testing.T) Config {
+func guestConfig(t testing.TB) Config {
 	t.Helper()
 	kernel, err := guest.Kernel()
 	if err != nil {
