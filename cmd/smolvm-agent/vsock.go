@@ -54,7 +54,20 @@ func listenVsock(port uint32) (*vsockListener, error) {
 	return &vsockListener{f: os.NewFile(uintptr(fd), "vsock-listener"), addr: vsockAddr{unix.VMADDR_CID_ANY, port}}, nil
 }
 
+// Accept waits for the next connection. Running out of file descriptors or
+// memory is waited out (100 ms pauses), as a server must not die of it.
 func (l *vsockListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.accept()
+		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		return c, err
+	}
+}
+
+func (l *vsockListener) accept() (net.Conn, error) {
 	rc, err := l.f.SyscallConn()
 	if err != nil {
 		return nil, err
