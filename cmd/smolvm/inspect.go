@@ -13,7 +13,7 @@ func init() {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "inspect [--json] BUNDLE",
-		Short: "Show a bundle's config, artifacts and storage figures (reads no frame data)",
+		Short: "Show a bundle's config, artifacts and storage figures (reads no frame data but a snapshot's state)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
@@ -30,6 +30,11 @@ func init() {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			m := r.Manifest()
+			snap := inspectState(args[0], m) // inspect_state.go: saved state, if any
+			var warning string
+			if snap != nil || m.Artifact(format.ArtifactMemory) != nil {
+				warning = secretsWarning
+			}
 			s := r.Stats()
 			t := r.Trailer()
 			if asJSON {
@@ -41,7 +46,10 @@ func init() {
 					State          string        `json:"state,omitempty"`
 					WorkingSet     int           `json:"working_set_ranges"`
 					Stats          format.Stats  `json:"stats"`
-				}{args[0], fmt.Sprintf("%d.%d", t.Major, t.Minor), r.ManifestDigest().String(), m.Config, m.State, len(m.WorkingSet), s})
+					Snapshot       *snapshotInfo `json:"snapshot,omitempty"`
+					Warning        string        `json:"warning,omitempty"`
+				}{args[0], fmt.Sprintf("%d.%d", t.Major, t.Minor), r.ManifestDigest().String(), m.Config, m.State, len(m.WorkingSet), s,
+					snap, warning})
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintf(w, "bundle\t%s (format %d.%d, %s)\n", args[0], t.Major, t.Minor, humanBytes(s.FileBytes))
@@ -56,6 +64,10 @@ func init() {
 			}
 			if m.State != "" {
 				fmt.Fprintf(w, "state\t%s\n", m.State)
+			}
+			printSnapshotInfo(w, snap)
+			if snap == nil && warning != "" {
+				fmt.Fprintf(w, "WARNING\t%s\n", warning)
 			}
 			fmt.Fprintln(w)
 			fmt.Fprintln(w, "ARTIFACT\tSIZE\tZERO\tDATA\tPAGES\tEXTENTS\tFRAMES")

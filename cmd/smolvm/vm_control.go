@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/smolvm/smolvm/agent"
+	"github.com/smolvm/smolvm/vmm"
 	"github.com/smolvm/smolvm/vmm/control"
 )
 
@@ -23,6 +24,9 @@ type vmControl struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	stopped atomic.Bool // PUT /stop was asked
+	// parent is the bundle the VM was restored from (smolvm run sets it):
+	// snapshots dedup against it.
+	parent string
 }
 
 // createVMControl makes the state dir of name (refusing a name in use) and
@@ -71,6 +75,9 @@ func (c *vmControl) start(m control.Machine, info control.Info) error {
 	}
 	info.Name, info.StateDir, info.Vsock = c.dir.Name, c.dir.Path, c.dir.VsockSocket()
 	c.srv = control.NewServer(stopRecorder{m, &c.stopped}, info)
+	if vm, ok := m.(*vmm.Machine); ok {
+		c.srv.SetSnapshot(snapshotHandler(vm, c.parent, func() { c.stopped.Store(true) })) // snapshot.go
+	}
 	ln, err := control.Listen(c.dir.ControlSocket())
 	if err != nil {
 		return err
