@@ -19,6 +19,34 @@ while read -r m; do
 	insmod "$m" || echo "smolvm-init: insmod $m failed"
 done </etc/smolvm/modules
 
+# Network: eth0 (virtio-net) gets its address by DHCP. With smolvm's
+# user-mode network that is 192.168.127.2, gateway and DNS 192.168.127.1,
+# the host's loopback as host.smolvm.internal (docs/NET.md).
+if [ -e /sys/class/net/eth0 ]; then
+	cat >/run/udhcpc.script <<'EOF'
+#!/bin/sh
+case "$1" in
+deconfig)
+	ip addr flush dev "$interface"
+	ip link set "$interface" up
+	;;
+bound|renew)
+	ip addr flush dev "$interface"
+	ip addr add "$ip/${mask:-24}" dev "$interface"
+	[ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+	: >/etc/resolv.conf
+	[ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf
+	for s in $dns; do echo "nameserver $s" >>/etc/resolv.conf; done
+	echo "smolvm-init: $interface $ip"
+	;;
+esac
+EOF
+	chmod 755 /run/udhcpc.script
+	ip link set eth0 up
+	udhcpc -i eth0 -s /run/udhcpc.script -f -q -n -t 3 -T 1 2>/dev/null |
+		grep '^smolvm-init:' || echo "smolvm-init: no DHCP lease on eth0"
+fi
+
 # Guest agent hook: vmm/guest Options.Agent installs the agent here.
 if [ -x /usr/sbin/smolvm-agent ]; then
 	/usr/sbin/smolvm-agent &
