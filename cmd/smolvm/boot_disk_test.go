@@ -40,3 +40,26 @@ func TestParseDiskFlags(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseDiskFlag: any --disk value parses to a config the VMM accepts or
+// is refused with an error; never a panic.
+func FuzzParseDiskFlag(f *testing.F) {
+	for _, s := range []string{"root=/img", "a=/x,ro", "b=/y,cow,overlay=/o", "=", "a=,", "a=/y,cow,cow"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseDiskFlag(s)
+		if err != nil {
+			return
+		}
+		if d.Name == "" || d.Path == "" {
+			t.Fatalf("%q parsed to %+v", s, d)
+		}
+		if _, err := disk.ParseMode(string(d.Mode)); err != nil {
+			t.Fatalf("%q parsed to mode %q", s, d.Mode)
+		}
+		if d.OverlayPath != "" && d.Mode != disk.ModeCOW {
+			t.Fatalf("%q: overlay without cow", s)
+		}
+	})
+}
