@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/smolvm/smolvm/agent"
+	"github.com/smolvm/smolvm/snapshot"
+	"github.com/smolvm/smolvm/vmm"
+	"github.com/smolvm/smolvm/vmm/control"
+)
+
+type runFlags struct {
+	name, paging, store, net, statsFile string
+	publish                             []string
+	noPrefetch, console, noStdin        bool
+	readyTimeout                        time.Duration
+}
+
+func init() {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run BUNDLE [--name NAME] [--paging uffd|mmap|eager] [--no-prefetch] [-- CMD [ARG...]]",
+		Short: "Resume a clone of a saved machine from a .smolmachine bundle",
+		Long: `run restores a clone of the machine saved in BUNDLE (smolvm snapshot) instead
+of booting it: the saved vCPU, device and memory state are loaded and the
+guest continues where it was. Guest memory comes from the bundle's daemon
+(smolmount, started when none serves BUNDLE yet and left running for later
+runs; smolmount -u stops it):
+
+  uffd   (default) pages are copied in on first touch, through userfaultfd;
+         the bundle's recorded working set is prefetched in the background
+  mmap   a private mapping of the memory file on the daemon's FUSE mount
+  eager  all of memory is read and verified before the guest runs
+
+Every frame is verified before the guest sees it: a bad frame stops the
+clone with an error naming it. Each clone is made unique: its agent adds
+host entropy and reseeds the guest's RNG, sets a new hostname (NAME) and
+machine-id and steps the clock to the host's time; a network device gets a
+new MAC. Disk writes go to an overlay in the clone's state dir: BUNDLE is
+never modified.
+
+With CMD, run executes it in the clone through the guest agent, passes its
+input and output through, exits with its status and discards the clone.
+Without CMD the clone keeps running like smolvm boot --name (console on
+stdout; exec, ps, stop and snapshot work on it).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var command []string
+			if n := cmd.ArgsLenAtDash(); n >= 0 {
+				if n != 1 {
+					return fmt.Errorf("run: want BUNDLE [-- CMD...], got %d arguments before --", n)
+				}
+				command = args[1:]
+			} else if len(args) != 1 {
+				return fmt.Errorf("run: want BUNDLE [-- CMD...]: put the command after --")
+			}
+			return runRun(cmd, f, args[0], command)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.name, "name", "", "name of the clone (default run-XXXXXXXX): its state dir, hostname, and the NAME for exec/ps/stop/snapshot")
+	fl.StringVar(&f.paging, "paging", "uffd", "how guest memory is read: uffd, mmap or eager")
+	fl.BoolVar(&f.noPrefetch, "no-prefetch", false, "do not prefetch the bundle's working set")
+	fl.StringVar(&f.store, "store", "", "chunk store holding a thin bundle's frames")
+	fl.StringVar(&f.net, "net", "", "the clone's network, when it differs from the saved machine's ("+netFlagHelp+")")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, publishFlagHelp)
+	fl.BoolVar(&f.console, "console", false, "with CMD: copy the guest's serial console to stderr")
+	fl.BoolVarP(&f.noStdin, "no-stdin", "n", false, "with CMD: give the command /dev/null as stdin")
+	fl.DurationVar(&f.readyTimeout, "ready-timeout", 60*time.Second, "how long to wait for the restored guest's agent")
+	fl.StringVar(&f.statsFile, "stats", "", "write the restore's timeline and memory counts as JSON to this file")
+	register(cmd)
+}
+
+// runStats is what --stats writes.
+type runStats struct {
+	Bundle    string               `json:"bundle"`
+	Name      string               `json:"name"`
+	Paging    snapshot.Paging      `json:"paging"`
+	Prefetch  bool                 `json:"prefetch"`
+	MemBytes  int64                `json:"mem_bytes"`
+	ReadyS    float64              `json:"ready_s"`
+	Timeline  snapshot.Timeline    `json:"timeline"`
+	Memory    snapshot.MemoryStats `json:"memory"`
+	Identity  agent.IdentityResult `json:"identity"`
+	Daemon    string               `json:"daemon_mount,omitempty"`
+	NewDaemon bool                 `json:"daemon_started"`
+}
+
+func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) error {
+	paging, err := snapshot.ParsePaging(f.paging)
+	if err != nil {
+		return err
+	}
+	var netCfg *vmm.NetConfig
+	if f.net != "" || len(f.publish) > 0 {
+		mode := f.net
+		if mode == "" {
+			mode = "user"
+		}
+		if netCfg, err = parseNetFlags(mode, f.publish); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(bundle); err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	name := f.name
+	if name == "" {
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		name = "run-" + hex.EncodeToString(b)
+	}
+	named := func(err error) error { return fmt.Errorf("%s: %w", name, err) }
+
+	ctl, err := createVMControl(name)
+	if err != nil {
+		return err
+	}
+	defer ctl.close() // the clone is discarded with its state dir
+
+	opts := snapshot.RestoreOptions{
+		Bundle: bundle, StoreDir: f.store, Paging: paging, NoPrefetch: f.noPrefetch,
+		StateDir: ctl.dir.Path, VsockPath: ctl.vsockPath(), Net: netCfg,
+	}
+	restoreConsole := func() {}
+	if command == nil {
+		stdin, restore, err := openConsoleInput()
+		if err != nil {
+			return err
+		}
+		defer restore()
+		restoreConsole = restore
+		opts.Console, opts.ConsoleIn = os.Stdout, stdin
+	} else if f.console {
+		opts.Console = os.Stderr
+	} else {
+		opts.Console = io.Discard
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stopSig atomic.Int32
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			stopSig.Store(int32(s.(syscall.Signal)))
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	r, err := snapshot.Restore(ctx, opts)
+	if err != nil {
+		return named(err)
+	}
+	defer r.Close()
+	ctl.parent = r.Bundle // snapshots of this clone dedup against its bundle
+	sc := r.Saved.Config
+	info := control.Info{CPUs: sc.CPUs, MemBytes: sc.MemBytes, Kernel: r.Bundle}
+	for _, d := range sc.Disks {
+		info.Disks = append(info.Disks, d.Name)
+	}
+	if err := ctl.start(r.Machine, info); err != nil {
+		return named(err)
+	}
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(ctx) }()
+	stopAndWait := func() error {
+		r.Machine.Stop()
+		return <-runErr
+	}
+
+	rctx, rcancel := context.WithTimeout(ctx, f.readyTimeout)
+	ready, err := r.Ready(rctx, r.Identity(name))
+	rcancel()
+	if err != nil {
+		if rerr := stopAndWait(); rerr != nil {
+			return &exitError{code: 2, err: named(rerr)}
+		}
+		return &exitError{code: 2, err: named(err)}
+	}
+	ctl.srv.SetReady(control.AgentInfo{Version: agent.Version, Hostname: name, GuestUptime: ready.Identity.Uptime}, time.Now())
+	reportReady(name, r, ready, f)
+
+	if command != nil {
+		code, err := runInClone(ctx, ctl.vsockPath(), command, f.noStdin)
+		rerr := stopAndWait()
+		if ferr := r.FaultErr(); ferr != nil {
+			return &exitError{code: 2, err: named(rerr)}
+		}
+		if err != nil {
+			return &exitError{code: exitExecFailed, err: named(err)}
+		}
+		if code != 0 {
+			return &exitError{code: code}
+		}
+		return nil
+	}
+
+	rerr := <-runErr
+	restoreConsole()
+	if rerr != nil {
+		return &exitError{code: 2, err: named(rerr)}
+	}
+	switch reason := r.Machine.StopReason(); reason {
+	case vmm.StopPowerOff, vmm.StopReboot:
+		fmt.Fprintf(os.Stderr, "smolvm: %s: guest %v\n", name, reason)
+		return nil
+	default:
+		if ctl.stopRequested() {
+			fmt.Fprintf(os.Stderr, "smolvm: %s: stopped by request\n", name)
+			return nil
+		}
+		sig := syscall.Signal(stopSig.Load())
+		if sig == 0 {
+			sig = syscall.SIGINT
+		}
+		return &exitError{code: 128 + int(sig), err: named(fmt.Errorf("VM stopped (%v)", sig))}
+	}
+}
+
+// runInClone runs command through the clone's agent with stdio passed
+// through and SIGINT/SIGTERM/SIGHUP/SIGQUIT forwarded; it returns the
+// command's exit status.
+func runInClone(ctx context.Context, vsock string, command []string, noStdin bool) (int, error) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := agent.DialHybrid(dctx, vsock, agent.ExecPort)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	c := agent.Command{Args: command, Stdout: os.Stdout, Stderr: os.Stderr}
+	if !noStdin {
+		c.Stdin = os.Stdin
+	}
+	s, err := agent.Start(ctx, conn, c)
+	if err != nil {
+		var re *agent.RemoteError
+		if errors.As(err, &re) && re.Code == agent.CodeStart {
+			return exitStartFailed, err
+		}
+		return 0, err
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				_ = s.Signal(sig.(syscall.Signal))
+			case <-s.Done():
+				return
+			}
+		}
+	}()
+	st, err := s.Wait()
+	if err != nil {
+		return 0, err
+	}
+	return st.Code, nil
+}
+
+// reportReady prints the restore's figures on stderr and, with --stats,
+// writes them as JSON.
+func reportReady(name string, r *snapshot.Restored, ready *snapshot.ReadyResult, f runFlags) {
+	t := r.Timeline
+	m := ready.Memory
+	line := fmt.Sprintf("smolvm: %s: restored (%s) ready in %.3f s (memory set up %.3f s, state %.3f s); %s of %s RAM read",
+		name, r.Paging, t.Ready.Seconds(), t.Memory.Seconds(), t.Restored.Seconds(), humanBytes(m.BytesRead), humanBytes(r.Saved.Config.MemBytes))
+	if p := m.Pager; p != nil {
+		line += fmt.Sprintf(", %d faults, %d pages prefetched", p.Faults, p.PrefetchedPages)
+	}
+	fmt.Fprintln(os.Stderr, line)
+	for _, e := range ready.Identity.Errors {
+		fmt.Fprintf(os.Stderr, "smolvm: %s: warning: clone identity: %s\n", name, e)
+	}
+	if f.statsFile == "" {
+		return
+	}
+	st := runStats{
+		Bundle: r.Bundle, Name: name, Paging: r.Paging, Prefetch: !f.noPrefetch, MemBytes: r.Saved.Config.MemBytes,
+		ReadyS: t.Ready.Seconds(), Timeline: t, Memory: m, Identity: ready.Identity,
+	}
+	if r.Daemon != nil {
+		st.Daemon, st.NewDaemon = r.Daemon.MountPoint, r.Daemon.Started
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	tmp := f.statsFile + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err == nil {
+		err = os.Rename(tmp, f.statsFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "smolvm: %s: --stats: %v\n", name, err)
+		}
+	}
+}
