@@ -27,12 +27,23 @@ func (m *Mux) acceptLoop() {
 			s.Close()
 			return
 		}
+		if len(m.handshakes) >= maxHandshakes {
+			m.stats.Refused++
+			m.mu.Unlock()
+			m.logf("host client on %s refused: %d handshakes in progress", m.cfg.Path, maxHandshakes)
+			s.Close()
+			continue
+		}
 		m.handshakes[s] = struct{}{}
 		m.wg.Add(1)
 		m.mu.Unlock()
 		go m.serveHost(s)
 	}
 }
+
+// maxHandshakes bounds host clients that have connected but not yet sent
+// their CONNECT line.
+const maxHandshakes = 64
 
 // maxConnectLine bounds the handshake line ("CONNECT 4294967295\n" is 19).
 const maxConnectLine = 32

@@ -670,3 +670,42 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 var _ = context.Background
+
+// TestHandshakeBound: host clients that never send CONNECT are bounded;
+// the next one is closed at once, and a real client gets through once the
+// idle ones time out.
+func TestHandshakeBound(t *testing.T) {
+	m := newTestMux(t, MuxConfig{HandshakeTimeout: 500 * time.Millisecond})
+	g := newFakeGuest(t, m, 64<<10, 4096)
+	var idle []net.Conn
+	for range maxHandshakes {
+		c, err := net.Dial("unix", m.cfg.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+		t.Cleanup(func() { c.Close() })
+	}
+	waitFor(t, "handshakes in progress", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.handshakes) == maxHandshakes
+	})
+	extra, err := net.Dial("unix", m.cfg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(extra); err != nil || len(b) != 0 {
+		t.Fatalf("client beyond the bound: %q, %v; want closed", b, err)
+	}
+	for _, c := range idle {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.ReadAll(c) // closed by the handshake timeout
+	}
+	g.listen(52)
+	if _, _, _, err := hostConnect(t, m, 52); err != nil {
+		t.Fatalf("connect after the idle clients timed out: %v", err)
+	}
+}
