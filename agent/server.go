@@ -11,6 +11,16 @@ import (
 	"time"
 )
 
+// maxAcceptFailures is how many accepts in a row may fail before Serve
+// gives up on its listener.
+const maxAcceptFailures = 50
+
+// acceptBackoff is the pause after the n-th failed accept in a row: 5 ms
+// doubling up to 1 s (a variable so that tests can shorten it).
+var acceptBackoff = func(n int) time.Duration {
+	return min(5*time.Millisecond<<min(n-1, 10), time.Second)
+}
+
 // handshakeTimeout bounds how long a new connection may take to say Hello
 // and send its request.
 const handshakeTimeout = 10 * time.Second
@@ -50,15 +60,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	defer s.shutdown()
+	failures := 0
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			ln.Close()
-			return fmt.Errorf("agent: accept: %w", err)
+			// A failed accept (interrupted, aborted by the client, out of
+			// descriptors) must not end the agent: retry with a growing
+			// pause, and give up only on a listener that keeps failing.
+			failures++
+			if errors.Is(err, net.ErrClosed) || failures > maxAcceptFailures {
+				ln.Close()
+				return fmt.Errorf("agent: accept (%d failures in a row): %w", failures, err)
+			}
+			s.logf("smolvm-agent: accept: %v (retrying)", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(acceptBackoff(failures)):
+			}
+			continue
 		}
+		failures = 0
 		if !s.track(c) {
 			c.Close()
 			return nil
