@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -238,5 +239,37 @@ func TestPSAndStopCLI(t *testing.T) {
 	}
 	if r := runBin(t, root, "", "stop", "nobody"); r.code == 0 || !strings.Contains(r.stderr, "nobody") {
 		t.Errorf("stop nobody: %d %q", r.code, r.stderr)
+	}
+}
+
+// TestExecCLIForwardsSignals: SIGTERM to `smolvm exec` reaches the command
+// in the guest (its trap runs) and exec exits with the command's status.
+func TestExecCLIForwardsSignals(t *testing.T) {
+	root := t.TempDir()
+	startFakeVM(t, root, "vm1", true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cliBinary(t), "exec", "-n", "vm1", "--", "sh", "-c",
+		`trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done`)
+	cmd.Env = append(os.Environ(), "SMOLVM_RUN_DIR="+root)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(out, buf, len("ready\n"))
+	if err != nil || string(buf[:n]) != "ready\n" {
+		t.Fatalf("before the signal: %q %v", buf[:n], err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(out)
+	err = cmd.Wait()
+	if string(rest) != "got TERM\n" || cmd.ProcessState.ExitCode() != 3 {
+		t.Errorf("after SIGTERM: output %q, exit %d (%v); want \"got TERM\" and 3", rest, cmd.ProcessState.ExitCode(), err)
 	}
 }
