@@ -273,3 +273,31 @@ func TestExecCLIForwardsSignals(t *testing.T) {
 		t.Errorf("after SIGTERM: output %q, exit %d (%v); want \"got TERM\" and 3", rest, cmd.ProcessState.ExitCode(), err)
 	}
 }
+
+// TestBootNameCLI: boot --name refuses a name in use before anything
+// starts, and a boot that fails leaves no state dir behind. No KVM needed:
+// both fail before the VM exists.
+func TestBootNameCLI(t *testing.T) {
+	root := t.TempDir()
+	startFakeVM(t, root, "taken", true)
+	notKernel := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(notKernel, []byte(strings.Repeat("not a kernel\n", 100)), 0o644)
+	for _, c := range []struct {
+		name, vm, mention string
+	}{
+		{"name in use", "taken", `"taken" is live`},
+		{"bad name", "../x", "invalid VM name"},
+		{"failed boot cleans up", "fresh", "not a bzImage"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runBin(t, root, "", "boot", "--name", c.vm, "--kernel", notKernel, "--initrd", "", "--net", "none")
+			if r.code == 0 || !strings.Contains(r.stderr, c.mention) {
+				t.Errorf("exit %d, stderr %q; want failure mentioning %q", r.code, r.stderr, c.mention)
+			}
+		})
+	}
+	ents, err := control.List(root)
+	if err != nil || len(ents) != 1 || ents[0].Name != "taken" {
+		t.Errorf("state dirs after failed boots: %+v %v; want only \"taken\"", ents, err)
+	}
+}
