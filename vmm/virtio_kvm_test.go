@@ -324,3 +324,44 @@ func TestKVMVirtioDiskAcrossRestore(t *testing.T) {
 	availIdx := binary.LittleEndian.Uint16(ram[0][qs.Avail+2:])
 	t.Logf("saved vda queue: driver made %d available, device took %d, returned %d (%s)", availIdx, qs.LastAvail, qs.UsedIdx, kvmtest.Label())
 }
+
+// TestKVMVirtioINTx boots with pci=nomsi, so the guest's virtio drivers use
+// the legacy INTx line (through the IOAPIC and the ACPI _PRT routing) and the
+// ISR: the disk and the entropy device must still answer.
+func TestKVMVirtioINTx(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	img := mkfsImage(t, dir, "vda.img", 16<<20)
+	script := `
+mkdir -p /mnt && mount -t ext4 -o ro /dev/vda /mnt && echo "VT:hello=$(cat /mnt/hello.txt)"
+echo "VT:rngbytes=$(head -c 32 /dev/hwrng | od -An -tx1 | tr -d ' \n')"
+grep virtio /proc/interrupts | sed 's/^/VT:irq /'
+`
+	cfg := guestConfig(t)
+	cfg.Console = newSyncBuffer("")
+	cfg.Cmdline += " pci=nomsi " + guest.CmdParam(script)
+	cfg.Disks = []DiskConfig{{Name: "vda", Path: img, Mode: disk.ModeRO}}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	err = runMachine(t, m, 4*time.Minute)
+	out := cfg.Console.(*syncBuffer).String()
+	saveConsole(t, out)
+	if err != nil || m.StopReason() != StopPowerOff {
+		t.Fatalf("Run: %v, stop %v\n%s", err, m.StopReason(), tail(out))
+	}
+	if !strings.Contains(out, "VT:hello=hello from the host") {
+		t.Errorf("disk not readable over INTx")
+	}
+	if rb := regexp.MustCompile(`VT:rngbytes=([0-9a-f]{64})`).FindStringSubmatch(out); rb == nil {
+		t.Errorf("no hwrng bytes over INTx")
+	}
+	if !regexp.MustCompile(`VT:irq .*IO-APIC.*virtio`).MatchString(out) || strings.Contains(out, "virtio0-config") {
+		t.Errorf("the guest does not use INTx for virtio")
+	}
+	if t.Failed() {
+		t.Fatalf("console:\n%s", tail(out))
+	}
+}
