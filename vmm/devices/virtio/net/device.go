@@ -15,6 +15,7 @@ const Type uint16 = 1
 
 // Device-specific feature bits (virtio 1.x, section 5.1.3).
 const (
+	FeatureMTU    = 1 << 3  // VIRTIO_NET_F_MTU: config holds the MTU
 	FeatureMAC    = 1 << 5  // VIRTIO_NET_F_MAC: config holds the MAC
 	FeatureStatus = 1 << 16 // VIRTIO_NET_F_STATUS: config holds the link status
 )
@@ -27,10 +28,15 @@ const (
 	// HeaderLen is struct virtio_net_hdr_v1: with VERSION_1 the header
 	// always has num_buffers, mergeable buffers or not.
 	HeaderLen = 12
-	// MinFrame is an Ethernet header; MaxFrame adds an MTU of 1500 and
-	// one 802.1Q tag.
+	// MinFrame is an Ethernet header; MaxFrame adds the default MTU of
+	// 1500 and one 802.1Q tag (Config.MTU raises it).
 	MinFrame = 14
-	MaxFrame = 14 + 1500 + 4
+	MaxFrame = 14 + DefaultMTU + 4
+	// DefaultMTU is the MTU without Config.MTU; MinMTU and MaxMTU bound
+	// Config.MTU (Linux's minimum, and what fits a 16-bit IP length).
+	DefaultMTU = 1500
+	MinMTU     = 68
+	MaxMTU     = 65535 - 14 - 4
 	// passBudget bounds the frames one worker pass moves, so a busy queue
 	// cannot starve pause or stop.
 	passBudget = 64
@@ -43,7 +49,9 @@ const (
 const (
 	cfgMAC       = 0
 	cfgStatus    = 6
-	cfgLen       = 8
+	cfgMaxPairs  = 8
+	cfgMTU       = 10
+	cfgLen       = 12
 	statusLinkUp = 1 // VIRTIO_NET_S_LINK_UP
 )
 
@@ -66,6 +74,11 @@ type Backend interface {
 type Config struct {
 	MAC     [6]byte
 	Backend Backend
+	// MTU, when not zero, is offered to the driver (VIRTIO_NET_F_MTU) and
+	// frames up to MTU+18 bytes pass. Linux then posts receive buffers of
+	// 64 KiB+ ("big packets") when it is above 1500: fewer, larger frames,
+	// the cheapest way to cut per-frame exits without offloads.
+	MTU uint16
 }
 
 // Stats are the device's counters since New.
@@ -83,12 +96,14 @@ type counters struct {
 
 // Device is a virtio-net device (virtio.Device and virtio.Pauser).
 type Device struct {
-	backend Backend
-	frames  chan []byte // reader -> receive worker
-	closed  chan struct{}
-	readErr chan error // the reader's end, buffered
-	stats   counters
-	pool    sync.Pool
+	backend  Backend
+	mtu      uint16 // 0: DefaultMTU, not offered
+	maxFrame int
+	frames   chan []byte // reader -> receive worker
+	closed   chan struct{}
+	readErr  chan error // the reader's end, buffered
+	stats    counters
+	pool     sync.Pool
 
 	closeOnce sync.Once
 
@@ -116,12 +131,20 @@ func New(c Config) (*Device, error) {
 	if c.MAC == ([6]byte{}) {
 		return nil, fmt.Errorf("%w: MAC is all zeros", ErrConfig)
 	}
-	d := &Device{
-		backend: c.Backend, frames: make(chan []byte, rxBacklog), closed: make(chan struct{}),
-		readErr: make(chan error, 1), mac: c.MAC, linkUp: true,
-		txBuf: make([]byte, HeaderLen+MaxFrame),
+	maxFrame := MaxFrame
+	if c.MTU != 0 {
+		if c.MTU < MinMTU || c.MTU > MaxMTU {
+			return nil, fmt.Errorf("%w: MTU %d (want %d-%d)", ErrConfig, c.MTU, MinMTU, MaxMTU)
+		}
+		maxFrame = 14 + int(c.MTU) + 4
 	}
-	d.pool.New = func() any { b := make([]byte, MaxFrame); return &b }
+	d := &Device{
+		backend: c.Backend, mtu: c.MTU, maxFrame: maxFrame,
+		frames: make(chan []byte, rxBacklog), closed: make(chan struct{}),
+		readErr: make(chan error, 1), mac: c.MAC, linkUp: true,
+		txBuf: make([]byte, HeaderLen+maxFrame),
+	}
+	d.pool.New = func() any { b := make([]byte, maxFrame); return &b }
 	go d.readLoop()
 	return d, nil
 }
@@ -130,14 +153,25 @@ func New(c Config) (*Device, error) {
 func (d *Device) Type() uint16 { return Type }
 
 // Features implements virtio.Device.
-func (d *Device) Features() uint64 { return FeatureMAC | FeatureStatus }
+func (d *Device) Features() uint64 {
+	if d.mtu != 0 {
+		return FeatureMAC | FeatureStatus | FeatureMTU
+	}
+	return FeatureMAC | FeatureStatus
+}
+
+// MaxFrameLen is the longest frame the device passes (MTU + 18).
+func (d *Device) MaxFrameLen() int { return d.maxFrame }
 
 // QueueSizes implements virtio.Device: receive then transmit.
 func (d *Device) QueueSizes() []uint16 { return []uint16{QueueSize, QueueSize} }
 
-// ReadConfig implements virtio.Device: mac[6], status (le16).
+// ReadConfig implements virtio.Device: mac[6], status, max_virtqueue_pairs
+// (1) and mtu (le16 each).
 func (d *Device) ReadConfig(off uint64, data []byte) {
 	var cfg [cfgLen]byte
+	binary.LittleEndian.PutUint16(cfg[cfgMaxPairs:], 1)
+	binary.LittleEndian.PutUint16(cfg[cfgMTU:], d.mtu)
 	d.mu.Lock()
 	copy(cfg[cfgMAC:], d.mac[:])
 	if d.linkUp {

@@ -104,7 +104,10 @@ func TestConfigAndFeatures(t *testing.T) {
 	if err := dev.SetMAC([6]byte{1, 2, 3, 4, 5, 6}); !errors.Is(err, vnet.ErrConfig) {
 		t.Fatalf("multicast MAC: %v, want ErrConfig", err)
 	}
-	if d.DeviceConfig(8, 4) != 0 {
+	if pairs, mtu := d.DeviceConfig(8, 2), d.DeviceConfig(10, 2); pairs != 1 || mtu != 0 {
+		t.Fatalf("max_virtqueue_pairs %d, mtu %d; want 1 and 0 (MTU not offered)", pairs, mtu)
+	}
+	if d.DeviceConfig(12, 4) != 0 {
 		t.Fatal("config past its end is not zero")
 	}
 }
@@ -419,6 +422,48 @@ func BenchmarkTx(b *testing.B) {
 		q.Kick()
 		if u := q.WaitUsed(1, wait); len(u) != 1 {
 			b.Fatal(fmt.Sprint("no used entry: ", d.Trans.Err()))
+		}
+	}
+}
+
+// With Config.MTU the device offers VIRTIO_NET_F_MTU and passes frames up to
+// MTU+18 bytes each way; longer ones are dropped.
+func TestMTU(t *testing.T) {
+	const mtu = 9000
+	be := newFakeBackend()
+	dev, err := vnet.New(vnet.Config{MAC: testMAC, Backend: be, MTU: mtu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	d := vt.NewDriver(t, dev)
+	if err := d.Init(vt.Options{Features: vnet.FeatureMTU}); err != nil {
+		t.Fatal(err)
+	}
+	if d.DeviceFeatures()&vnet.FeatureMTU == 0 || d.DeviceConfig(10, 2) != mtu || dev.MaxFrameLen() != mtu+18 {
+		t.Fatalf("features %#x, config mtu %d, max frame %d", d.DeviceFeatures(), d.DeviceConfig(10, 2), dev.MaxFrameLen())
+	}
+	f := frame(1, mtu+18)
+	sendTx(d, f, true, false)
+	if got := be.recv(t); !bytes.Equal(got, f) {
+		t.Fatalf("tx of a %d-byte frame: got %d bytes", len(f), len(got))
+	}
+	heads := postRx(d, 2, vnet.HeaderLen+mtu+18)
+	be.toGuest <- frame(2, mtu+19) // one byte too long: dropped
+	be.toGuest <- f
+	u := d.Queues[vnet.RxQueue].WaitUsed(1, wait)
+	if len(u) != 1 || u[0].ID != uint32(heads[0]) || u[0].Len != uint32(vnet.HeaderLen+len(f)) {
+		t.Fatalf("rx used %+v", u)
+	}
+	if got := d.Read(d.Queues[vnet.RxQueue].BufAddrs[heads[0]][0]+vnet.HeaderLen, len(f)); !bytes.Equal(got, f) {
+		t.Fatal("rx frame differs")
+	}
+	if s := dev.Stats(); s.RxDropped != 1 {
+		t.Fatalf("stats %+v, want the long frame dropped", s)
+	}
+	for _, bad := range []uint16{1, vnet.MinMTU - 1, vnet.MaxMTU + 1} {
+		if _, err := vnet.New(vnet.Config{MAC: testMAC, Backend: newFakeBackend(), MTU: bad}); !errors.Is(err, vnet.ErrConfig) {
+			t.Errorf("MTU %d: %v, want ErrConfig", bad, err)
 		}
 	}
 }

@@ -5,10 +5,11 @@
 // Backend (user-mode networking in vmm/network, or a tap device).
 //
 // Receive buffers are not mergeable: without offloads no frame is larger
-// than the MTU (1500) plus its Ethernet header, and Linux's virtio_net then
-// posts "small" buffers of a header plus 1518 bytes, so every frame fits one
-// chain. A frame that does not fit a chain is dropped and counted, never
-// truncated.
+// than the MTU plus its Ethernet header. At the default MTU (1500) Linux's
+// virtio_net posts "small" buffers of a header plus 1518 bytes; with a
+// larger MTU offered (Config.MTU, VIRTIO_NET_F_MTU) it posts "big" buffers
+// of 64 KiB+; either way every frame fits one chain. A frame that does not
+// fit a chain is dropped and counted, never truncated.
 //
 // Threading: a reader goroutine (one per Device, stopped by Close) takes
 // frames from the backend; receive and transmit each run on a virtio.Worker

@@ -20,14 +20,14 @@ func (d *Device) putFrame(f []byte) {
 // frame is dropped; with no room in the backlog the loop waits, so the
 // backend's own buffer absorbs a guest that posts no receive buffers.
 func (d *Device) readLoop() {
-	scratch := make([]byte, 64<<10)
+	scratch := make([]byte, max(64<<10, d.maxFrame+1))
 	for {
 		n, err := d.backend.ReadFrame(scratch)
 		if err != nil {
 			d.readErr <- err
 			return
 		}
-		if n < MinFrame || n > MaxFrame {
+		if n < MinFrame || n > d.maxFrame {
 			d.stats.rxDropped.Add(1)
 			continue
 		}
@@ -131,7 +131,7 @@ func (d *Device) txPass(a *virtio.Activation) (bool, error) {
 		if c == nil {
 			break
 		}
-		if n := c.ReadLen; n < HeaderLen+MinFrame || n > HeaderLen+MaxFrame {
+		if n := c.ReadLen; n < HeaderLen+MinFrame || n > uint64(HeaderLen+d.maxFrame) {
 			d.stats.txDropped.Add(1)
 		} else {
 			buf := d.txBuf[:n]
