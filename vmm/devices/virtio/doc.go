@@ -7,9 +7,9 @@
 // when MSI-X is off), feature negotiation, device reset, and the Device
 // interface each device (blk, rng, vsock) implements.
 //
-// Guest memory reaches devices through the Memory interface and interrupts
-// leave through Interrupt; the machine implements both (over its RAM regions
-// and KVM). A bad address or a malformed chain from the guest is a device
+// Guest memory reaches devices through the Memory interface (DirectMemory
+// when the host maps it, for zero-copy I/O) and interrupts leave through
+// Interrupt; the machine implements both (over its RAM regions and KVM). A bad address or a malformed chain from the guest is a device
 // error: the transport sets DEVICE_NEEDS_RESET and raises a configuration
 // change interrupt; nothing here panics on guest input.
 //
