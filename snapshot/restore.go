@@ -68,6 +68,11 @@ type RestoreOptions struct {
 	// Record makes the daemon record the working set (uffd only) until
 	// Ready.
 	Record bool
+	// WaitPrefetch (uffd) holds the vCPUs until the daemon has copied the
+	// whole working set in (bounded by PrefetchTimeout, default 30 s):
+	// fewer faults, each of which costs a round trip to the daemon.
+	WaitPrefetch    bool
+	PrefetchTimeout time.Duration
 	// StateDir holds the clone's disk overlays (disk-NAME.overlay);
 	// required when the bundle has disks.
 	StateDir string
@@ -93,6 +98,8 @@ type Timeline struct {
 	Memory   time.Duration `json:"memory_ns"`   // guest memory set up (eager: all of it read)
 	Restored time.Duration `json:"restored_ns"` // machine state loaded
 	Resumed  time.Duration `json:"resumed_ns"`  // vCPUs started
+	// Connected: the first connection to the guest agent succeeded.
+	Connected time.Duration `json:"connected_ns"`
 	Ready    time.Duration `json:"ready_ns"`    // the agent answered (Ready)
 }
 

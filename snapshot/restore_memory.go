@@ -66,6 +66,36 @@ func (r *Restored) attachPager(ctx context.Context) error {
 	}
 	r.client, r.uffd = c, fd
 	c.Heartbeat(pagerHeartbeatInterval, pagerHeartbeatTimeout)
+	if r.opts.WaitPrefetch && r.workingSet() != nil {
+		return r.waitPrefetch(ctx)
+	}
+	return nil
+}
+
+// waitPrefetch polls the daemon until it has worked through the working
+// set, or PrefetchTimeout passes (then the guest starts anyway).
+func (r *Restored) waitPrefetch(ctx context.Context) error {
+	limit := r.opts.PrefetchTimeout
+	if limit <= 0 {
+		limit = 30 * time.Second
+	}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		st, err := r.client.Stats(ctx)
+		if err != nil {
+			return fmt.Errorf("snapshot: %s: waiting for prefetch: %w", r.Bundle, err)
+		}
+		if st.PrefetchDone {
+			return nil
+		}
+		select {
+		case err := <-r.client.Err():
+			return fmt.Errorf("snapshot: %s: prefetch: %w", r.Bundle, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	return nil
 }
 
@@ -205,6 +235,6 @@ func (t Timeline) MarshalJSON() ([]byte, error) {
 	s := func(d time.Duration) float64 { return d.Seconds() }
 	return json.Marshal(map[string]any{
 		"opened_s": s(t.Opened), "daemon_s": s(t.Daemon), "memory_s": s(t.Memory),
-		"restored_s": s(t.Restored), "resumed_s": s(t.Resumed), "ready_s": s(t.Ready),
+		"restored_s": s(t.Restored), "resumed_s": s(t.Resumed), "connected_s": s(t.Connected), "ready_s": s(t.Ready),
 	})
 }

@@ -79,6 +79,8 @@ type ReadyResult struct {
 	Identity agent.IdentityResult `json:"identity"`
 	// WorkingSet is what the daemon recorded (Record, uffd), else nil.
 	WorkingSet *pager.WorkingSet `json:"-"`
+	// Attempts is how many connections to the agent were tried.
+	Attempts int `json:"attempts"`
 	Memory     MemoryStats       `json:"memory"`
 }
 
@@ -102,12 +104,20 @@ func (r *Restored) Ready(ctx context.Context, req agent.IdentityRequest) (*Ready
 		if r.Machine.StopReason() != vmm.StopNone {
 			return nil, fmt.Errorf("snapshot: the restored VM stopped (%v) before its agent answered", r.Machine.StopReason())
 		}
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		conn, err := agent.DialHybrid(actx, r.opts.VsockPath, agent.ExecPort)
-		if err == nil {
-			res.Identity, err = agent.SetIdentity(actx, conn, req)
-		}
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := agent.DialHybrid(dctx, r.opts.VsockPath, agent.ExecPort)
 		cancel()
+		res.Attempts++
+		if err == nil {
+			// Connected: the agent runs. Applying the identity is not
+			// retried (it is not idempotent); it may be slow while the
+			// guest faults its memory in.
+			r.Timeline.mark(&r.Timeline.Connected)
+			res.Identity, err = agent.SetIdentity(ctx, conn, req)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, agent.ErrRemote) && !errors.Is(err, agent.ErrMalformed) && !errors.Is(err, agent.ErrVersion) {
+				return nil, fmt.Errorf("snapshot: guest agent: %w", err)
+			}
+		}
 		if err == nil {
 			break
 		}

@@ -129,6 +129,11 @@ func setMAC(oldMAC, mac string) error {
 		return err
 	}
 	for _, ifc := range ifs {
+		if strings.EqualFold(ifc.HardwareAddr.String(), hw.String()) {
+			return nil // already done (a repeated request)
+		}
+	}
+	for _, ifc := range ifs {
 		if !strings.EqualFold(ifc.HardwareAddr.String(), oldMAC) {
 			continue
 		}

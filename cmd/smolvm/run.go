@@ -25,7 +25,8 @@ import (
 type runFlags struct {
 	name, paging, store, net, statsFile string
 	publish                             []string
-	noPrefetch, console, noStdin        bool
+	noPrefetch, waitPrefetch            bool
+	console, noStdin                    bool
 	readyTimeout                        time.Duration
 }
 
@@ -74,6 +75,7 @@ stdout; exec, ps, stop and snapshot work on it).`,
 	fl.StringVar(&f.name, "name", "", "name of the clone (default run-XXXXXXXX): its state dir, hostname, and the NAME for exec/ps/stop/snapshot")
 	fl.StringVar(&f.paging, "paging", "uffd", "how guest memory is read: uffd, mmap or eager")
 	fl.BoolVar(&f.noPrefetch, "no-prefetch", false, "do not prefetch the bundle's working set")
+	fl.BoolVar(&f.waitPrefetch, "wait-prefetch", false, "uffd: start the vCPUs only once the working set is in (fewer faults)")
 	fl.StringVar(&f.store, "store", "", "chunk store holding a thin bundle's frames")
 	fl.StringVar(&f.net, "net", "", "the clone's network, when it differs from the saved machine's ("+netFlagHelp+")")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, publishFlagHelp)
@@ -132,7 +134,7 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 	defer ctl.close() // the clone is discarded with its state dir
 
 	opts := snapshot.RestoreOptions{
-		Bundle: bundle, StoreDir: f.store, Paging: paging, NoPrefetch: f.noPrefetch,
+		Bundle: bundle, StoreDir: f.store, Paging: paging, NoPrefetch: f.noPrefetch, WaitPrefetch: f.waitPrefetch,
 		StateDir: ctl.dir.Path, VsockPath: ctl.vsockPath(), Net: netCfg,
 	}
 	restoreConsole := func() {}
@@ -283,8 +285,8 @@ func runInClone(ctx context.Context, vsock string, command []string, noStdin boo
 func reportReady(name string, r *snapshot.Restored, ready *snapshot.ReadyResult, f runFlags) {
 	t := r.Timeline
 	m := ready.Memory
-	line := fmt.Sprintf("smolvm: %s: restored (%s) ready in %.3f s (memory set up %.3f s, state %.3f s); %s of %s RAM read",
-		name, r.Paging, t.Ready.Seconds(), t.Memory.Seconds(), t.Restored.Seconds(), humanBytes(m.BytesRead), humanBytes(r.Saved.Config.MemBytes))
+	line := fmt.Sprintf("smolvm: %s: restored (%s) ready in %.3f s (memory set up %.3f s, state %.3f s, agent connected %.3f s); %s of %s RAM read",
+		name, r.Paging, t.Ready.Seconds(), t.Memory.Seconds(), t.Restored.Seconds(), t.Connected.Seconds(), humanBytes(m.BytesRead), humanBytes(r.Saved.Config.MemBytes))
 	if p := m.Pager; p != nil {
 		line += fmt.Sprintf(", %d faults, %d pages prefetched", p.Faults, p.PrefetchedPages)
 	}
