@@ -140,7 +140,11 @@ func (m *Machine) handleExit(v *kvm.VCPU, e kvm.Exit) error {
 	case kvm.ExitShutdown:
 		return m.exitError(v, e, ErrTripleFault, "")
 	case kvm.ExitInternalError:
-		return m.exitError(v, e, ErrGuest, e.Internal.String())
+		detail := e.Internal.String()
+		if e.Internal.Suberror == kvm.InternalErrorEmulation && kvm.Module() == "kvm_pvm" {
+			detail += " (this host's /dev/kvm is kvm_pvm, which runs only PVM-enabled guest kernels: a stock kernel needs hardware KVM, see docs/LAB.md)"
+		}
+		return m.exitError(v, e, ErrGuest, detail)
 	case kvm.ExitFailEntry:
 		return m.exitError(v, e, ErrGuest, fmt.Sprintf("hardware entry failure reason %#x on host CPU %d", e.FailEntry.Reason, e.FailEntry.CPU))
 	}

@@ -195,3 +195,15 @@ func cpuidBufFrom(entries []CPUIDEntry) []byte {
 	}
 	return buf
 }
+
+// Module names the kernel module behind /dev/kvm: "kvm_intel" or "kvm_amd"
+// for hardware virtualization, "kvm_pvm" for the software PVM backend (which
+// runs only PVM-enabled guest kernels), or "" when none is loaded.
+func Module() string {
+	for _, m := range []string{"kvm_intel", "kvm_amd", "kvm_pvm"} {
+		if fi, err := os.Stat("/sys/module/" + m); err == nil && fi.IsDir() {
+			return m
+		}
+	}
+	return ""
+}
