@@ -25,7 +25,8 @@ var (
 )
 
 // ExitError says why a vCPU stopped the machine: the exit, the vCPU and where
-// the guest was.
+// the guest was. After a triple fault on AMD hosts KVM has already reset the
+// vCPU (RIP reads 0xfff0); on Intel RIP is the faulting instruction.
 type ExitError struct {
 	VCPU   int
 	Reason kvm.ExitReason
