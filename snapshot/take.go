@@ -44,6 +44,13 @@ type Options struct {
 	FramePages int
 	// PauseTimeout bounds the wait for every vCPU to stop (0: 10 s).
 	PauseTimeout time.Duration
+	// NoRecord skips recording the working set (RecordWorkingSet: one
+	// lazy restore of the new bundle until its agent is ready). A failed
+	// recording leaves the bundle valid, without a working set, and is
+	// reported in Result.WorkingSetError.
+	NoRecord bool
+	// Record tunes the recording.
+	Record RecordOptions
 }
 
 // Result reports a snapshot.
@@ -58,7 +65,10 @@ type Result struct {
 	Stopped        bool    `json:"stopped"`
 	// WorkingSetPages is the length of the recorded working set (0 when
 	// not recorded).
-	WorkingSetPages int64                  `json:"working_set_pages"`
+	WorkingSetPages int64 `json:"working_set_pages"`
+	// WorkingSetError says why no working set was recorded.
+	WorkingSetError string                 `json:"working_set_error,omitempty"`
+	RecordSeconds   float64                `json:"record_s,omitempty"`
 	Pack            *chunkstore.PackResult `json:"pack"`
 }
 
@@ -142,10 +152,9 @@ func Take(ctx context.Context, m Machine, opts Options) (res *Result, err error)
 		return nil, fmt.Errorf("snapshot: writing %s: %w", opts.Output, err)
 	}
 	res.Pack, res.ManifestDigest = pr, pr.ManifestHex
-	// TODO(issue 9): record the working set here once helper "run" lands
-	// snapshot.RecordWorkingSet(ctx, opts.Output): restore the new bundle
-	// once lazily until the agent is ready and store the faulted ranges in
-	// the manifest's WorkingSet. Until then bundles have no working set.
+	if !opts.NoRecord {
+		record(ctx, opts, res)
+	}
 	if opts.Stop {
 		resumed = true // stopped paused: the guest never runs again
 		m.Stop()
@@ -153,6 +162,33 @@ func Take(ctx context.Context, m Machine, opts Options) (res *Result, err error)
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// record restores the new bundle once to record its working set (the
+// source, with --stop, waits paused meanwhile: stopping it first would end
+// this process). The bundle is rewritten with a new manifest digest.
+func record(ctx context.Context, opts Options, res *Result) {
+	start := time.Now()
+	ro := opts.Record
+	if ro.StoreDir == "" {
+		ro.StoreDir = opts.Store
+	}
+	ws, err := RecordWorkingSet(ctx, opts.Output, ro)
+	res.RecordSeconds = time.Since(start).Seconds()
+	if err != nil {
+		res.WorkingSetError = err.Error()
+		return
+	}
+	for _, r := range ws.Ranges {
+		res.WorkingSetPages += r.Count
+	}
+	b, err := chunkstore.Open(opts.Output, chunkstore.Options{StoreDir: ro.StoreDir})
+	if err != nil {
+		res.WorkingSetError = fmt.Sprintf("reopening the rewritten bundle: %v", err)
+		return
+	}
+	res.ManifestDigest = b.Format().ManifestDigest().String()
+	b.Close()
 }
 
 // capture saves state, memory and disks of the paused machine into dir.

@@ -198,7 +198,7 @@ func TestKVMSnapshotRestoreClone(t *testing.T) {
 	}
 
 	first := filepath.Join(dir, "first.smolmachine")
-	res, err := Take(context.Background(), src.m, Options{Output: first})
+	res, err := Take(context.Background(), src.m, Options{Output: first, NoRecord: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestKVMSnapshotRestoreClone(t *testing.T) {
 	toCounter := time.Since(start)
 
 	second := filepath.Join(dir, "second.smolmachine")
-	res2, err := Take(context.Background(), clone.m, Options{Output: second, Parent: first})
+	res2, err := Take(context.Background(), clone.m, Options{Output: second, Parent: first, NoRecord: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,7 @@ func TestTakeWritesBundle(t *testing.T) {
 	for _, stop := range []bool{false, true} {
 		f := newFake(t)
 		out := filepath.Join(t.TempDir(), "vm.smolmachine")
-		res, err := Take(context.Background(), f, Options{Output: out, Stop: stop})
+		res, err := Take(context.Background(), f, Options{Output: out, Stop: stop, NoRecord: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +164,7 @@ func TestTakeWritesBundle(t *testing.T) {
 func TestTakeDedupsAgainstParent(t *testing.T) {
 	f := newFake(t)
 	dir := t.TempDir()
-	first, err := Take(context.Background(), f, Options{Output: filepath.Join(dir, "a.smolmachine")})
+	first, err := Take(context.Background(), f, Options{Output: filepath.Join(dir, "a.smolmachine"), NoRecord: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestTakeDedupsAgainstParent(t *testing.T) {
 	for i := 0; i < pages/100; i++ {
 		f.ram[r.IntN(pages)*format.PageSize+17]++
 	}
-	second, err := Take(context.Background(), f, Options{Output: filepath.Join(dir, "b.smolmachine"), Parent: filepath.Join(dir, "a.smolmachine")})
+	second, err := Take(context.Background(), f, Options{Output: filepath.Join(dir, "b.smolmachine"), Parent: filepath.Join(dir, "a.smolmachine"), NoRecord: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestTakeFailureResumes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
-			opts := Options{Output: filepath.Join(t.TempDir(), "x.smolmachine"), Stop: true}
+			opts := Options{Output: filepath.Join(t.TempDir(), "x.smolmachine"), Stop: true, NoRecord: true}
 			tt.setup(f, &opts)
 			wasStopped := f.stopped
 			if _, err := Take(context.Background(), f, opts); err == nil {
@@ -228,10 +228,36 @@ func TestTakeFailureResumes(t *testing.T) {
 func TestTakeKeepsPausedMachinePaused(t *testing.T) {
 	f := newFake(t)
 	f.paused = true
-	if _, err := Take(context.Background(), f, Options{Output: filepath.Join(t.TempDir(), "p.smolmachine")}); err != nil {
+	if _, err := Take(context.Background(), f, Options{Output: filepath.Join(t.TempDir(), "p.smolmachine"), NoRecord: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !f.paused || f.resumes != 0 {
 		t.Fatalf("a machine paused before the snapshot was resumed (%d resumes)", f.resumes)
+	}
+}
+
+// A working set that cannot be recorded (here: no smolmount) leaves a
+// valid bundle and says why.
+func TestTakeRecordFailureKeepsBundle(t *testing.T) {
+	f := newFake(t)
+	out := filepath.Join(t.TempDir(), "r.smolmachine")
+	res, err := Take(context.Background(), f, Options{Output: out,
+		Record: RecordOptions{Daemon: DaemonOptions{Binary: filepath.Join(t.TempDir(), "no-smolmount")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.WorkingSetError == "" || res.WorkingSetPages != 0 {
+		t.Fatalf("recording without a daemon: error %q, %d pages", res.WorkingSetError, res.WorkingSetPages)
+	}
+	b, err := chunkstore.Open(out, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Verify(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if f.paused {
+		t.Fatal("machine left paused")
 	}
 }

@@ -19,6 +19,7 @@ func init() {
 	var (
 		out, store string
 		stop       bool
+		noRecord   bool
 		asJSON     bool
 		timeout    time.Duration
 	)
@@ -40,7 +41,8 @@ FILE holds the guest's RAM: whatever secrets the guest had in memory.`,
 			if out == "" {
 				return fmt.Errorf("snapshot: -o FILE is required")
 			}
-			res, err := runSnapshot(cmd.Context(), args[0], out, store, stop, timeout)
+			req := control.SnapshotRequest{Output: out, Store: store, Stop: stop, NoRecord: noRecord}
+			res, err := runSnapshot(cmd.Context(), args[0], req, timeout)
 			if err != nil {
 				return err
 			}
@@ -54,6 +56,7 @@ FILE holds the guest's RAM: whatever secrets the guest had in memory.`,
 	cmd.Flags().StringVarP(&out, "output", "o", "", "bundle to write")
 	cmd.Flags().StringVar(&store, "store", "", "directory store: dedup against it and put new frames there (thin bundle)")
 	cmd.Flags().BoolVar(&stop, "stop", false, "stop the VM once the bundle is written")
+	cmd.Flags().BoolVar(&noRecord, "no-record", false, "do not record the working set (one lazy restore of the new bundle until its agent answers)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	register(cmd)
@@ -61,7 +64,7 @@ FILE holds the guest's RAM: whatever secrets the guest had in memory.`,
 
 // runSnapshot asks the VM for a snapshot and, with stop, waits for its
 // process to exit.
-func runSnapshot(ctx context.Context, name, out, store string, stop bool, timeout time.Duration) (*snapshot.Result, error) {
+func runSnapshot(ctx context.Context, name string, req control.SnapshotRequest, timeout time.Duration) (*snapshot.Result, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -69,12 +72,12 @@ func runSnapshot(ctx context.Context, name, out, store string, stop bool, timeou
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", name, err)
 	}
-	req := control.SnapshotRequest{Stop: stop}
-	if req.Output, err = filepath.Abs(out); err != nil {
+	out := req.Output
+	if req.Output, err = filepath.Abs(req.Output); err != nil {
 		return nil, err
 	}
-	if store != "" {
-		if req.Store, err = filepath.Abs(store); err != nil {
+	if req.Store != "" {
+		if req.Store, err = filepath.Abs(req.Store); err != nil {
 			return nil, err
 		}
 	}
@@ -84,7 +87,7 @@ func runSnapshot(ctx context.Context, name, out, store string, stop bool, timeou
 	if err := control.NewClient(dir.ControlSocket()).Snapshot(ctx, req, res); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", name, err)
 	}
-	for stop {
+	for req.Stop {
 		if _, err := control.Lookup(control.DefaultRoot(), name); errors.Is(err, control.ErrNotFound) || errors.Is(err, control.ErrNotRunning) {
 			break
 		}
@@ -110,6 +113,12 @@ func printSnapshot(cmd *cobra.Command, name string, r *snapshot.Result) {
 	if r.Stopped {
 		state = "stopped"
 	}
+	switch {
+	case r.WorkingSetError != "":
+		fmt.Fprintf(w, "  no working set recorded: %s\n", r.WorkingSetError)
+	case r.WorkingSetPages > 0:
+		fmt.Fprintf(w, "  working set %s recorded in %.2f s\n", humanBytes(r.WorkingSetPages*format.PageSize), r.RecordSeconds)
+	}
 	fmt.Fprintf(w, "  paused %.2f s, total %.2f s; VM %s\n", r.PausedSeconds, r.Seconds, state)
 	fmt.Fprintln(cmd.ErrOrStderr(), "smolvm: the bundle holds the guest's RAM: treat it like the machine's secrets")
 }
@@ -133,7 +142,7 @@ func (s snapshotMachine) Stop() {
 func snapshotHandler(m *vmm.Machine, parent string, onStop func()) control.SnapshotFunc {
 	return func(ctx context.Context, req control.SnapshotRequest) (any, error) {
 		return snapshot.Take(ctx, snapshotMachine{m, onStop}, snapshot.Options{
-			Output: req.Output, Store: req.Store, Parent: parent, Stop: req.Stop,
+			Output: req.Output, Store: req.Store, Parent: parent, Stop: req.Stop, NoRecord: req.NoRecord,
 		})
 	}
 }

@@ -47,11 +47,11 @@ func TestSnapshotCLI(t *testing.T) {
 		machine.ram[i*40960+5] = byte(i + 1)
 	}
 	vm.srv.SetSnapshot(func(ctx context.Context, req control.SnapshotRequest) (any, error) {
-		return snapshot.Take(ctx, machine, snapshot.Options{Output: req.Output, Store: req.Store, Stop: req.Stop})
+		return snapshot.Take(ctx, machine, snapshot.Options{Output: req.Output, Store: req.Store, Stop: req.Stop, NoRecord: req.NoRecord})
 	})
 	out := filepath.Join(t.TempDir(), "vm1.smolmachine")
 
-	r := runBin(t, root, "", "snapshot", "vm1", "-o", out, "--json")
+	r := runBin(t, root, "", "snapshot", "vm1", "-o", out, "--json", "--no-record")
 	if r.code != 0 {
 		t.Fatalf("snapshot: exit %d: %s", r.code, r.stderr)
 	}
@@ -87,7 +87,7 @@ func TestSnapshotCLI(t *testing.T) {
 	}
 	// --stop: the bundle is written and the VM goes away.
 	out2 := filepath.Join(t.TempDir(), "vm1-stop.smolmachine")
-	if r := runBin(t, root, "", "snapshot", "vm1", "-o", out2, "--stop"); r.code != 0 || !strings.Contains(r.stdout, "stopped") {
+	if r := runBin(t, root, "", "snapshot", "vm1", "-o", out2, "--stop", "--no-record"); r.code != 0 || !strings.Contains(r.stdout, "stopped") {
 		t.Fatalf("snapshot --stop: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	if _, err := os.Stat(out2); err != nil {

@@ -20,6 +20,8 @@ type SnapshotRequest struct {
 	Store string `json:"store,omitempty"`
 	// Stop stops the VM once the bundle is written.
 	Stop bool `json:"stop,omitempty"`
+	// NoRecord skips recording the bundle's working set.
+	NoRecord bool `json:"no_record,omitempty"`
 }
 
 // SnapshotFunc writes a snapshot and returns what to answer (JSON).
