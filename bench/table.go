@@ -1,0 +1,115 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints rep as a human table: a header naming the machine, the
+// acceleration ("nested TCG" or "hardware KVM") and the page cache state,
+// one row per method and memory size, then the notes.
+func WriteTable(w io.Writer, rep *Report) error {
+	e := rep.Env
+	fmt.Fprintf(w, "smolvm bench [%s, page cache %s] %s, %d run(s) each\n", e.Accel, e.PageCache, e.Date.UTC().Format("2006-01-02 15:04 UTC"), e.Runs)
+	if e.Host != "" {
+		fmt.Fprintf(w, "host:  %s\n", e.Host)
+	}
+	if e.Guest != "" {
+		fmt.Fprintf(w, "guest: %s\n", e.Guest)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	cols := []string{"METHOD", "MEM", "READY", "MIN", "MAX", "VS BOOT", "RAM READ", "FAULTS", "RSS", "PSS", "SIZE"}
+	if e.Clones > 1 {
+		cols = append(cols, fmt.Sprintf("PSS/CLONE(%d)", e.Clones))
+	}
+	fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
+	for _, r := range rep.Results {
+		row := []string{r.Method, sizeString(r.MemBytes)}
+		if r.Error != "" {
+			row = append(row, "failed", "", "", "", "", "", "", "", "")
+		} else {
+			row = append(row, secString(r.Ready.Median), secString(r.Ready.Min), secString(r.Ready.Max),
+				ratioString(r.VsBoot), sizeString(r.RAMReadBytes), countString(r.Faults),
+				sizeString(r.RSSBytes), sizeString(r.PSSBytes), sizeString(r.SizeBytes))
+		}
+		if e.Clones > 1 {
+			c := "-"
+			if r.Clones != nil {
+				c = sizeString(r.Clones.PSSPerClone)
+			}
+			row = append(row, c)
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			fmt.Fprintf(w, "%s at %s failed: %s\n", r.Method, sizeString(r.MemBytes), r.Error)
+		}
+	}
+	for _, s := range e.Skipped {
+		fmt.Fprintf(w, "%s not run: %s\n", s.Method, s.Reason)
+	}
+	for _, n := range e.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	fmt.Fprintf(w, "VS BOOT = median ready time / boot's median at the same memory size (lower is better); figures are %s.\n", e.Accel)
+	_, err := fmt.Fprintf(w, "command: %s\n", e.Command)
+	return err
+}
+
+func secString(s float64) string {
+	switch {
+	case s <= 0:
+		return "-"
+	case s < 1:
+		return fmt.Sprintf("%.0fms", s*1000)
+	default:
+		return fmt.Sprintf("%.2fs", s)
+	}
+}
+
+// ratioString shows a VS BOOT ratio; 0 means there was no boot to compare.
+func ratioString(r float64) string {
+	switch {
+	case r <= 0:
+		return "-"
+	case r < 0.1:
+		return fmt.Sprintf("%.3fx (1/%.0f)", r, 1/r)
+	default:
+		return fmt.Sprintf("%.2fx", r)
+	}
+}
+
+func countString(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return fmt.Sprint(n)
+}
+
+// sizeString formats a byte count in binary units; Unknown is "-".
+func sizeString(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		f /= unit
+		if f < unit {
+			if f == float64(int64(f)) {
+				return fmt.Sprintf("%d%s", int64(f), u)
+			}
+			return fmt.Sprintf("%.1f%s", f, u)
+		}
+	}
+	return fmt.Sprintf("%.1fPiB", f/unit)
+}
