@@ -86,7 +86,11 @@ func (m *Machine) Pause(ctx context.Context) error {
 		change := g.change
 		g.mu.Unlock()
 		if done {
-			m.pauseVirtio() // no device request half done while paused
+			// No device request half done while paused.
+			if err := m.pauseVirtio(); err != nil {
+				m.Resume()
+				return err
+			}
 			return nil
 		}
 		m.kickAll()

@@ -135,11 +135,18 @@ type VirtioState struct {
 }
 
 // pauseVirtio stops the virtio devices' goroutines (a machine pause, before
-// a snapshot); resumeVirtio restarts them.
-func (m *Machine) pauseVirtio() {
-	for _, d := range m.virtio {
-		d.trans.Pause()
+// a snapshot); resumeVirtio restarts them. A device stuck in I/O fails the
+// pause (bounded by virtio.StopTimeout) and the others are resumed.
+func (m *Machine) pauseVirtio() error {
+	for i, d := range m.virtio {
+		if err := d.trans.Pause(); err != nil {
+			for _, p := range m.virtio[:i+1] {
+				p.trans.Resume()
+			}
+			return fmt.Errorf("vmm: pause %s: %w", d.name, err)
+		}
 	}
+	return nil
 }
 
 func (m *Machine) resumeVirtio() {

@@ -189,7 +189,7 @@ func (t *Transport) resetLocked() {
 		t.dev.Reset()
 		t.active = false
 	}
-	t.paused = false
+	t.paused, t.pausing = false, nil
 	for _, q := range t.queues {
 		q.reset()
 	}

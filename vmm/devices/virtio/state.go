@@ -1,6 +1,9 @@
 package virtio
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // State is a transport's saved state: negotiation, status, queue
 // configuration and positions (in-flight state included: a queue's
@@ -24,27 +27,64 @@ type State struct {
 	MSIXPending []bool
 }
 
+// pauseTimeout bounds Pause (a variable for tests).
+var pauseTimeout = StopTimeout
+
 // Pause stops the device's own goroutines (a Pauser) so that Save sees no
-// request half done. The vCPUs must be stopped too.
-func (t *Transport) Pause() {
+// request half done. The vCPUs must be stopped too. A device whose request
+// in progress does not finish within StopTimeout (a disk read stuck on a
+// wedged FUSE mount) is not paused: Pause returns an error wrapping
+// ErrStuck, Save refuses, and Resume undoes the pause whenever it lands.
+func (t *Transport) Pause() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.active && !t.paused {
-		if p, ok := t.dev.(Pauser); ok {
-			p.Pause()
-		}
+	if !t.active || t.paused {
+		return nil
+	}
+	p, ok := t.dev.(Pauser)
+	if !ok {
 		t.paused = true
+		return nil
+	}
+	if t.pausing == nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.Pause()
+		}()
+		t.pausing = done
+	}
+	timer := time.NewTimer(pauseTimeout)
+	defer timer.Stop()
+	select {
+	case <-t.pausing:
+		t.pausing = nil
+		t.paused = true
+		return nil
+	case <-timer.C:
+		return fmt.Errorf("%w: device type %d did not pause within %v (a request in progress)", ErrStuck, t.dev.Type(), pauseTimeout)
 	}
 }
 
-// Resume undoes Pause.
+// Resume undoes Pause, also one that timed out (once it lands).
 func (t *Transport) Resume() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.active && t.paused {
-		if p, ok := t.dev.(Pauser); ok {
+	p, ok := t.dev.(Pauser)
+	if !ok || !t.active {
+		t.paused = false
+		return
+	}
+	if t.pausing != nil {
+		go func(done <-chan struct{}) {
+			<-done
 			p.Resume()
-		}
+		}(t.pausing)
+		t.pausing = nil
+		return
+	}
+	if t.paused {
+		p.Resume()
 		t.paused = false
 	}
 }
@@ -126,7 +166,7 @@ func (t *Transport) Restore(st State) error {
 		}
 		if paused {
 			if p, ok := t.dev.(Pauser); ok {
-				p.Pause()
+				p.Pause() // a fresh device: nothing in progress
 			}
 			t.paused = true
 		}

@@ -80,6 +80,7 @@ type Transport struct {
 	queueSel       uint16
 	active         bool
 	paused         bool
+	pausing        chan struct{} // a Pause that timed out, still landing
 
 	status    atomic.Uint32 // device_status; device goroutines OR in NEEDS_RESET
 	configGen atomic.Uint32 // config_generation (low 8 bits)
