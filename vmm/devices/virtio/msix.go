@@ -209,9 +209,12 @@ func (t *Transport) ConfigWrite(off int, data []byte) {
 		t.irqMu.Unlock()
 		t.deliver(fire)
 	}
-	if off < pci.OffCommand+2 && end > pci.OffCommand && !t.cfg.INTxEnabled() {
+	if off < pci.OffCommand+2 && end > pci.OffCommand {
+		// INTx disabled: the line drops; enabled again with the ISR still
+		// set (and MSI-X off): it rises again.
+		enabled := t.msixState().enabled
 		t.irqMu.Lock()
-		t.setINTxLocked(false)
+		t.setINTxLocked(t.isr != 0 && !enabled)
 		t.irqMu.Unlock()
 	}
 	win := t.pciCfgCap + 16

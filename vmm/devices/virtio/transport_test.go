@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smolvm/smolvm/vmm/devices/pci"
 	"github.com/smolvm/smolvm/vmm/devices/virtio"
 	vt "github.com/smolvm/smolvm/vmm/devices/virtio/virtiotest"
 )
@@ -115,6 +116,16 @@ func TestINTxThroughISR(t *testing.T) {
 	}
 	if len(d.IRQ.MSIs()) != 0 {
 		t.Fatal("MSI sent with MSI-X disabled")
+	}
+	// The guest masks INTx in the command register, then unmasks it with
+	// the ISR still pending.
+	d.SetConf16(pci.OffCommand, pci.CommandMemory|pci.CommandBusMaster|pci.CommandINTxDisable)
+	if high, _ := d.IRQ.INTx(); high {
+		t.Fatal("INTx high while disabled")
+	}
+	d.SetConf16(pci.OffCommand, pci.CommandMemory|pci.CommandBusMaster)
+	if high, rises := d.IRQ.INTx(); !high || rises != 2 {
+		t.Fatalf("INTx re-enabled with ISR pending: high %v rises %d", high, rises)
 	}
 	if isr := d.ReadISR(); isr != 1 {
 		t.Fatalf("ISR %#x, want 1 (queue)", isr)
