@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/smolvm/smolvm/vmm/control"
@@ -67,6 +68,11 @@ func startChild(name string, args []string, env []string, stdout io.Writer) (*ch
 		c.cmd.Stdout = io.MultiWriter(c.out, stdout)
 	}
 	c.cmd.Stderr = c.out
+	// Its own process group, killed as a whole; output copying ends 5 s
+	// after the process even if a grandchild (a detached bundle daemon)
+	// still holds the pipe.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.cmd.WaitDelay = 5 * time.Second
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: starting %s: %w", filepath.Base(name), err)
 	}
@@ -96,7 +102,7 @@ func (c *child) stop(ask func(), grace time.Duration) error {
 	select {
 	case <-c.done:
 	case <-time.After(grace):
-		_ = c.cmd.Process.Kill()
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 		select {
 		case <-c.done:
 		case <-time.After(10 * time.Second):

@@ -22,10 +22,10 @@ import (
 const benchCmdline = "console=ttyS0 panic=-1 quiet"
 
 type benchFlags struct {
-	methods, mems, plot, kernel, initrd, jsonOut string
-	runs, clones, cpus                           int
-	asJSON, dropCaches                           bool
-	timeout                                      time.Duration
+	methods, mems, plot, kernel, initrd, jsonOut, from string
+	runs, clones, cpus                                 int
+	asJSON, dropCaches                                 bool
+	timeout                                            time.Duration
 }
 
 func init() {
@@ -63,6 +63,7 @@ warm unless --drop-caches.`,
 	fl.DurationVar(&f.timeout, "lab-timeout", 40*time.Minute, "limit for the whole run inside the lab")
 	fl.StringVar(&f.jsonOut, "json-out", "", "write the JSON report to this file (used inside the lab)")
 	_ = fl.MarkHidden("json-out")
+	fl.StringVar(&f.from, "report", "", "show (and --plot) a report saved with --json instead of measuring")
 	register(cmd)
 }
 
@@ -127,6 +128,17 @@ func runBench(f benchFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.from != "" {
+		b, err := os.ReadFile(f.from)
+		if err != nil {
+			return err
+		}
+		rep, err := bench.DecodeReport(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.from, err)
+		}
+		return f.output(rep)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if f.kernel == "" {
@@ -186,6 +198,11 @@ func runBench(f benchFlags) error {
 			return writeReportFile(f.jsonOut, rep)
 		}
 	}
+	return f.output(rep)
+}
+
+// output draws the plot (with --plot) and prints rep as JSON or a table.
+func (f benchFlags) output(rep *bench.Report) error {
 	if f.plot != "" {
 		if err := bench.WritePlot(f.plot, rep); err != nil {
 			return err
