@@ -65,6 +65,7 @@ func (m *Machine) createNet() error {
 	var (
 		be   network.Backend
 		user *network.User
+		mtu  uint16 // tap: the interface's default
 		err  error
 	)
 	switch c.Mode.Kind {
@@ -76,7 +77,7 @@ func (m *Machine) createNet() error {
 		if user, err = network.NewUser(network.UserConfig{MAC: c.MAC, Forwards: c.Forwards, Log: c.Log}); err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		be = user.Backend()
+		be, mtu = user.Backend(), network.MTU
 	}
 	closeUser := func() error {
 		if user != nil {
@@ -84,7 +85,7 @@ func (m *Machine) createNet() error {
 		}
 		return nil
 	}
-	dev, err := vnet.New(vnet.Config{MAC: c.MAC, Backend: be})
+	dev, err := vnet.New(vnet.Config{MAC: c.MAC, Backend: be, MTU: mtu})
 	if err != nil {
 		be.Close()
 		closeUser()

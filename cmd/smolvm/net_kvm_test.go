@@ -127,7 +127,7 @@ func TestKVMNetGuestReachesHost(t *testing.T) {
 	t.Logf("figure: smolvm boot to %q with DHCP done: %v [%s]", guest.ReadyMarker, ready.Round(time.Millisecond), kvmtest.Label())
 	t.Logf("figure: host->guest TCP (guest wget of %d MiB from host 127.0.0.1): %.1f MB/s [%s]",
 		srv.downBytes>>20, netMBps(srv.downBytes, srv.down), kvmtest.Label())
-	t.Logf("figure: guest->host TCP (guest wget --post-file of %d MiB): %.1f MB/s [%s]",
+	t.Logf("figure: guest->host TCP (guest nc upload of %d MiB): %.1f MB/s [%s]",
 		srv.upLen>>20, netMBps(srv.upLen, srv.up), kvmtest.Label())
 }
 

@@ -26,7 +26,10 @@ const (
 	HostIP     = "192.168.127.254"
 	HostName   = "host.smolvm.internal" // resolves to HostIP = the host's 127.0.0.1
 	GatewayMAC = "5a:94:ef:e4:0c:dd"
-	MTU        = 1500
+	// MTU of the user network (and of the guest's eth0, offered by the
+	// device): 64 KiB frames need ~40x fewer guest exits than 1500-byte
+	// ones, and nothing on the path is a real wire.
+	MTU = 65520
 	dnsZone    = "smolvm.internal."
 )
 

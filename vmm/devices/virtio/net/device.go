@@ -33,10 +33,10 @@ const (
 	MinFrame = 14
 	MaxFrame = 14 + DefaultMTU + 4
 	// DefaultMTU is the MTU without Config.MTU; MinMTU and MaxMTU bound
-	// Config.MTU (Linux's minimum, and what fits a 16-bit IP length).
+	// Config.MTU (Linux's limits: an IPv4 minimum, a 16-bit IP length).
 	DefaultMTU = 1500
 	MinMTU     = 68
-	MaxMTU     = 65535 - 14 - 4
+	MaxMTU     = 65535
 	// passBudget bounds the frames one worker pass moves, so a busy queue
 	// cannot starve pause or stop.
 	passBudget = 64
@@ -133,7 +133,7 @@ func New(c Config) (*Device, error) {
 	}
 	maxFrame := MaxFrame
 	if c.MTU != 0 {
-		if c.MTU < MinMTU || c.MTU > MaxMTU {
+		if c.MTU < MinMTU {
 			return nil, fmt.Errorf("%w: MTU %d (want %d-%d)", ErrConfig, c.MTU, MinMTU, MaxMTU)
 		}
 		maxFrame = 14 + int(c.MTU) + 4
