@@ -29,8 +29,8 @@ const (
 	// MTU of the user network (and of the guest's eth0, offered by the
 	// device): 64 KiB frames need ~40x fewer guest exits than 1500-byte
 	// ones, and nothing on the path is a real wire.
-	MTU = 65520
-	dnsZone    = "smolvm.internal."
+	MTU     = 65520
+	dnsZone = "smolvm.internal."
 )
 
 // UserConfig is what NewUser needs.
