@@ -100,7 +100,7 @@ type Timeline struct {
 	Resumed  time.Duration `json:"resumed_ns"`  // vCPUs started
 	// Connected: the first connection to the guest agent succeeded.
 	Connected time.Duration `json:"connected_ns"`
-	Ready    time.Duration `json:"ready_ns"`    // the agent answered (Ready)
+	Ready     time.Duration `json:"ready_ns"` // the agent answered (Ready)
 }
 
 func (t *Timeline) mark(d *time.Duration) { *d = time.Since(t.Start) }
@@ -130,6 +130,7 @@ type Restored struct {
 	uffdOnce   sync.Once
 	mu         sync.Mutex
 	faultErr   error
+	watchOnce  sync.Once
 	watchStop  chan struct{}
 	watchDone  chan struct{}
 	closedOnce sync.Once
@@ -181,6 +182,9 @@ func Restore(ctx context.Context, opts RestoreOptions) (_ *Restored, err error) 
 	r.Timeline.mark(&r.Timeline.Memory)
 	if err := r.Machine.RestoreState(&r.Saved.Machine); err != nil {
 		return nil, fmt.Errorf("snapshot: restore %s: %w", r.Bundle, err)
+	}
+	if ferr := r.FaultErr(); ferr != nil {
+		return nil, fmt.Errorf("snapshot: %s: guest memory unavailable: %w", r.Bundle, ferr)
 	}
 	r.Timeline.mark(&r.Timeline.Restored)
 	return r, nil
@@ -303,6 +307,7 @@ func (r *Restored) Close() error {
 		if r.stopFill != nil {
 			r.stopFill()
 		}
+		r.stopWatch()
 		r.populate.Wait()
 		if r.Machine != nil {
 			errs = append(errs, r.Machine.Close())

@@ -66,6 +66,7 @@ func (r *Restored) attachPager(ctx context.Context) error {
 	}
 	r.client, r.uffd = c, fd
 	c.Heartbeat(pagerHeartbeatInterval, pagerHeartbeatTimeout)
+	r.startWatch()
 	if r.opts.WaitPrefetch && r.workingSet() != nil {
 		return r.waitPrefetch(ctx)
 	}
@@ -88,9 +89,10 @@ func (r *Restored) waitPrefetch(ctx context.Context) error {
 		if st.PrefetchDone {
 			return nil
 		}
-		select {
-		case err := <-r.client.Err():
+		if err := r.FaultErr(); err != nil {
 			return fmt.Errorf("snapshot: %s: prefetch: %w", r.Bundle, err)
+		}
+		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):

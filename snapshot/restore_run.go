@@ -19,20 +19,30 @@ import (
 // the machine is stopped and Run returns that error, naming the frame
 // (errors.Is pager.ErrFrameUnavailable or pager.ErrDaemonGone).
 func (r *Restored) Run(ctx context.Context) error {
-	if r.client != nil {
-		r.watchStop, r.watchDone = make(chan struct{}), make(chan struct{})
-		go r.watchPager()
-	}
 	r.Timeline.mark(&r.Timeline.Resumed)
 	err := r.Machine.Run(ctx)
-	if r.watchStop != nil {
-		close(r.watchStop)
-		<-r.watchDone
-	}
+	r.stopWatch()
 	if ferr := r.FaultErr(); ferr != nil {
 		return fmt.Errorf("snapshot: %s: guest memory unavailable, VM stopped: %w", r.Bundle, ferr)
 	}
 	return err
+}
+
+// startWatch watches the pager from registration on: a fault can come
+// before Run (a device restoring its queues touches guest memory).
+func (r *Restored) startWatch() {
+	r.watchStop, r.watchDone = make(chan struct{}), make(chan struct{})
+	go r.watchPager()
+}
+
+// stopWatch ends the watcher (idempotent).
+func (r *Restored) stopWatch() {
+	r.watchOnce.Do(func() {
+		if r.watchStop != nil {
+			close(r.watchStop)
+			<-r.watchDone
+		}
+	})
 }
 
 // watchPager stops the machine on the pager's first error. Threads blocked
@@ -80,8 +90,8 @@ type ReadyResult struct {
 	// WorkingSet is what the daemon recorded (Record, uffd), else nil.
 	WorkingSet *pager.WorkingSet `json:"-"`
 	// Attempts is how many connections to the agent were tried.
-	Attempts int `json:"attempts"`
-	Memory     MemoryStats       `json:"memory"`
+	Attempts int         `json:"attempts"`
+	Memory   MemoryStats `json:"memory"`
 }
 
 // Ready waits for the guest agent of the running machine (retrying while
