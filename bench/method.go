@@ -43,6 +43,7 @@ type Instance struct {
 	RAMRead int64         // guest RAM bytes read before ready, or Unknown
 	Faults  int64         // faults served before ready, or Unknown
 	Stop    func() error  // ends the VM and waits for it (bounded)
+	Output  func() string // the last of the VMM's output, for errors (may be nil)
 }
 
 // prepared is what a method's runs start from at one memory size: a

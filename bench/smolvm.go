@@ -127,7 +127,7 @@ func smolvmSnapshot(ctx context.Context, g *Guest) (*prepared, error) {
 	cmd.Env = append(os.Environ(), "SMOLVM_RUN_DIR="+g.RunDir)
 	cmd.WaitDelay = 5 * time.Second
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("smolvm snapshot %s: %v: %s", name, err, b)
+		return nil, fmt.Errorf("smolvm snapshot %s: %v: %s; the VM's output: %s", name, err, b, in.Output())
 	}
 	fi, err := os.Stat(out)
 	if err != nil {

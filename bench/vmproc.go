@@ -162,6 +162,7 @@ func startSmolvm(ctx context.Context, g *Guest, name string, args []string) (*In
 			RAMRead: Unknown,
 			Faults:  Unknown,
 			Stop:    stop,
+			Output:  c.out.String,
 		}, nil
 	}
 }
