@@ -26,7 +26,7 @@ import (
 // hand as a guest's udhcpc does); afterwards a gvisor netstack with the
 // leased address plays the guest's TCP/IP.
 type fakeGuest struct {
-	t     *testing.T
+	t     testing.TB
 	be    network.Backend
 	mac   [6]byte
 	in    chan []byte
@@ -35,7 +35,7 @@ type fakeGuest struct {
 	ep    *channel.Endpoint
 }
 
-func newFakeGuest(t *testing.T, be network.Backend, mac [6]byte) *fakeGuest {
+func newFakeGuest(t testing.TB, be network.Backend, mac [6]byte) *fakeGuest {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &fakeGuest{t: t, be: be, mac: mac, in: make(chan []byte, 256), ctx: ctx}
 	done := make(chan struct{})
