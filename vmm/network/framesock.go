@@ -1,6 +1,7 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -31,7 +32,7 @@ func (b *frameFile) WriteFrame(p []byte) error {
 
 // Close closes the file (idempotent).
 func (b *frameFile) Close() error {
-	if err := b.f.Close(); err != nil && err != os.ErrClosed {
+	if err := b.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return err
 	}
 	return nil

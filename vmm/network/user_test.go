@@ -318,3 +318,23 @@ func TestCloseReleasesPorts(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// The backend may be closed twice (the device and a failed setup both own
+// it at times); a frame written to a closed backend is an error.
+func TestBackendCloseTwice(t *testing.T) {
+	u, err := network.NewUser(network.UserConfig{MAC: guestMAC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	be := u.Backend()
+	if err := be.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := be.WriteFrame(make([]byte, 60)); err == nil {
+		t.Fatal("write to a closed backend succeeded")
+	}
+}
