@@ -44,9 +44,10 @@ type Machine struct {
 	stop  stopper
 	pause pauseGate // Pause/Resume (control.go)
 
-	mu     sync.Mutex
-	ran    bool
-	closed bool
+	mu      sync.Mutex
+	ran     bool
+	closed  bool
+	runDone chan struct{} // closed when Run returns; nil before Run
 }
 
 // New checks cfg, creates the VM with its memory, loads the kernel, initrd
@@ -171,6 +172,9 @@ func (m *Machine) allocMemory() error {
 // Close releases vCPUs, the VM, guest memory and devices. It must not run
 // concurrently with Run.
 func (m *Machine) Close() error {
+	if err := m.stopRun(); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

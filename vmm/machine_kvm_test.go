@@ -198,3 +198,39 @@ func TestKVMMemoryAbovePCIHole(t *testing.T) {
 		t.Fatalf("memory slots %#v, want %#v", got, want)
 	}
 }
+
+// TestKVMCloseWhileRunning closes a machine whose guest is still booting,
+// without cancelling Run first: Close must stop Run and wait for it before
+// freeing vCPUs and memory (it used to free them under running vCPUs).
+func TestKVMCloseWhileRunning(t *testing.T) {
+	kvmtest.Require(t)
+	console := newSyncBuffer("Linux version")
+	m, err := New(Config{Kernel: cloudKernel(t), Cmdline: "console=ttyS0 panic=-1", CPUs: 2, MemBytes: 256 << 20, Console: console})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	done := make(chan error, 1)
+	go func() { done <- m.Run(context.Background()) }()
+	select {
+	case <-console.seen:
+	case err := <-done:
+		t.Fatalf("Run returned before the kernel printed: %v\n%s", err, tail(console.String()))
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no kernel banner within 2 minutes\n%s", tail(console.String()))
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close while running: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after Close: %v", err)
+		}
+	default:
+		t.Fatal("Close returned while Run was still running")
+	}
+	if r := m.StopReason(); r != StopCanceled {
+		t.Fatalf("stop reason %v, want canceled", r)
+	}
+}

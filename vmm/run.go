@@ -27,6 +27,8 @@ func (m *Machine) Run(ctx context.Context) error {
 		return ErrClosed
 	}
 	m.ran = true
+	m.runDone = make(chan struct{})
+	defer close(m.runDone)
 	m.mu.Unlock()
 
 	m.stop.kick = m.kickAll
@@ -90,3 +92,29 @@ func (m *Machine) StopReason() StopReason {
 
 // Stop asks a running machine to stop as if its context were canceled.
 func (m *Machine) Stop() { m.stop.request(StopCanceled, nil) }
+
+// stopRun stops a Run still in progress and waits for it to return, so that
+// Close never frees vCPUs, devices or memory under running vCPU threads. The
+// wait is bounded: Run itself gives up on stuck vCPUs after StopTimeout.
+func (m *Machine) stopRun() error {
+	m.mu.Lock()
+	done := m.runDone
+	m.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	m.Stop()
+	t := time.NewTimer(StopTimeout + flushTimeout + time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("vmm: close: %w: Run did not return; resources left allocated", ErrStuck)
+	}
+}
