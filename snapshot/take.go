@@ -27,6 +27,12 @@ type Machine interface {
 	Disks() []vmm.DiskImage
 }
 
+// memoryHolder is a Machine that can keep its memory from being released
+// (vmm.Machine.HoldMemory).
+type memoryHolder interface {
+	HoldMemory() (release func(), err error)
+}
+
 // Options say what Take writes.
 type Options struct {
 	// Output is the bundle's path; it appears there only when complete.
@@ -131,7 +137,15 @@ func Take(ctx context.Context, m Machine, opts Options) (res *Result, err error)
 	}
 	defer resume() // on every error path the machine runs on
 	res = &Result{Output: opts.Output, MemBytes: cfg.MemBytes}
+	// Keep RAM and disks open while they are read: a stop meanwhile waits.
+	release := func() {}
+	if h, ok := m.(memoryHolder); ok {
+		if release, err = h.HoldMemory(); err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+	}
 	saved, err := capture(m, cfg, tmp, res, parent)
+	release()
 	if err != nil {
 		return nil, err
 	}
@@ -296,4 +310,7 @@ func manifest(cfg vmm.Config, s *Saved) format.Manifest {
 	return format.Manifest{Format: format.ManifestFormat, Config: c, State: format.ArtifactState}
 }
 
-var _ Machine = (*vmm.Machine)(nil)
+var (
+	_ Machine      = (*vmm.Machine)(nil)
+	_ memoryHolder = (*vmm.Machine)(nil)
+)

@@ -261,3 +261,30 @@ func TestTakeRecordFailureKeepsBundle(t *testing.T) {
 		t.Fatal("machine left paused")
 	}
 }
+
+// holdingMachine is a fake whose memory hold is checked around capture.
+type holdingMachine struct {
+	*fakeMachine
+	held, holds, savedHeld int
+}
+
+func (h *holdingMachine) HoldMemory() (func(), error) {
+	h.held++
+	h.holds++
+	return func() { h.held-- }, nil
+}
+
+func (h *holdingMachine) SaveState() (*vmm.State, error) {
+	h.savedHeld = h.held
+	return h.fakeMachine.SaveState()
+}
+
+func TestTakeHoldsMemoryWhileCapturing(t *testing.T) {
+	h := &holdingMachine{fakeMachine: newFake(t)}
+	if _, err := Take(context.Background(), h, Options{Output: filepath.Join(t.TempDir(), "h.smolmachine"), NoRecord: true}); err != nil {
+		t.Fatal(err)
+	}
+	if h.holds != 1 || h.held != 0 || h.savedHeld != 1 {
+		t.Fatalf("holds %d, still held %d, held during save %d: want 1, 0, 1", h.holds, h.held, h.savedHeld)
+	}
+}

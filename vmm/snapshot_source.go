@@ -1,6 +1,11 @@
 package vmm
 
-import "github.com/smolvm/smolvm/vmm/disk"
+import (
+	"fmt"
+	"sync"
+
+	"github.com/smolvm/smolvm/vmm/disk"
+)
 
 // What a snapshot writer (package snapshot) reads from a paused machine
 // besides State and RAM: its configuration and its disks' contents.
@@ -19,3 +24,17 @@ func (m *Machine) Config() Config { return m.cfg }
 // Disks returns the machine's disks in guest order. Read them only while
 // the machine is paused (no request in flight) and before Close.
 func (m *Machine) Disks() []DiskImage { return append([]DiskImage(nil), m.disks...) }
+
+// HoldMemory keeps guest memory and disks from being released until
+// release is called: Close waits meanwhile (a snapshot reading RAM while
+// the VM's process shuts down must not read unmapped memory). It fails
+// on a closed machine. Hold it briefly: it also delays Pause and Run.
+func (m *Machine) HoldMemory() (release func(), err error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: guest memory already released", ErrClosed)
+	}
+	var once sync.Once
+	return func() { once.Do(m.mu.Unlock) }, nil
+}
