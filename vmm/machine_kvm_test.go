@@ -223,12 +223,17 @@ func TestKVMCloseWhileRunning(t *testing.T) {
 		t.Fatalf("Close while running: %v", err)
 	}
 	select {
+	case <-m.runDone:
+	default:
+		t.Fatal("Close returned while Run was still running")
+	}
+	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("Run after Close: %v", err)
 		}
-	default:
-		t.Fatal("Close returned while Run was still running")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run's result never arrived")
 	}
 	if r := m.StopReason(); r != StopCanceled {
 		t.Fatalf("stop reason %v, want canceled", r)
