@@ -103,6 +103,7 @@ func TestKVMNetGuestReachesHost(t *testing.T) {
 	script := strings.Join([]string{
 		"cat /etc/resolv.conf",
 		"ip -4 addr show eth0 | grep inet",
+		"echo eth0-mtu=$(cat /sys/class/net/eth0/mtu)",
 		"nslookup host.smolvm.internal 2>&1 | tail -2",
 		"wget -q -O - " + base + "/hello",
 		"wget -q -O /dev/null " + base + "/big && echo big-done",
@@ -115,6 +116,7 @@ func TestKVMNetGuestReachesHost(t *testing.T) {
 		"--cmdline", "console=ttyS0 panic=-1 "+guest.CmdParam(script))
 	r.waitFor(t, "smolvm-init: eth0 192.168.127.2", 3*time.Minute)
 	ready := r.waitFor(t, guest.ReadyMarker, time.Minute)
+	r.waitFor(t, "eth0-mtu=65520", time.Minute) // VIRTIO_NET_F_MTU taken
 	r.waitFor(t, "hello-from-host "+srv.token, 2*time.Minute)
 	r.waitFor(t, "big-done", 3*time.Minute)
 	r.waitFor(t, fmt.Sprintf("got %d", big), 3*time.Minute)
