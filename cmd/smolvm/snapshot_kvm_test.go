@@ -95,12 +95,17 @@ func TestKVMSnapshotCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SMOLVM_SMOLMOUNT", smolmount)
-	src := bootAgentVM(t, "snapsrc")
+	img := ext4Image(t)
+	imgSHA := fileSHA(t, img)
+	src := bootAgentVM(t, "snapsrc", "--disk", "vda="+img+",cow")
 	root := src.root
 	t.Cleanup(func() { stopBundleDaemons(t, root) })
 	src.mustExec(t, "sh", "-c",
 		"setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; usleep 20000; done' </dev/null >/dev/null 2>&1 & sleep 1")
 	c0 := counterValue(t, src)
+	// The disk stays mounted across every snapshot and restore below.
+	tok1, tok2 := token(t), token(t)
+	src.mustExec(t, "sh", "-c", "set -e; mkdir -p /mnt/vda; mount -t ext4 /dev/vda /mnt/vda; echo "+tok1+" > /mnt/vda/one; sync")
 
 	dir := t.TempDir()
 	first := filepath.Join(dir, "first.smolmachine")
@@ -125,6 +130,9 @@ func TestKVMSnapshotCLI(t *testing.T) {
 	if c := counterValue(t, clone); c < c0 {
 		t.Fatalf("clone counter %d, below %d seen before the snapshot", c, c0)
 	}
+	if out := clone.mustExec(t, "sh", "-c", "set -e; cat /mnt/vda/one; echo "+tok2+" > /mnt/vda/two; sync"); strings.TrimSpace(out) != tok1 {
+		t.Fatalf("clone read %q from its disk, want %s", out, tok1)
+	}
 	second := filepath.Join(dir, "second.smolmachine")
 	res2 := snapshotJSON(t, root, "snapclone", second, "--no-record", "--stop")
 	p := res2.Pack
@@ -138,6 +146,17 @@ func TestKVMSnapshotCLI(t *testing.T) {
 	}
 	if out, errOut, code := smolvmIn(t, root, 5*time.Minute, "verify", second); code != 0 {
 		t.Fatalf("verify second: exit %d\n%s%s", code, out, errOut)
+	}
+	// The clone of the clone: memory and disk writes of both generations.
+	out, errOut, code := smolvmIn(t, root, 5*time.Minute, "run", second, "--ready-timeout", "150s", "--",
+		"sh", "-c", "a=$(cat /tmp/counter); sleep 1; echo $a $(cat /tmp/counter) $(cat /mnt/vda/one /mnt/vda/two); umount /mnt/vda")
+	if f := strings.Fields(out); code != 0 || len(f) != 4 || f[2] != tok1 || f[3] != tok2 {
+		t.Fatalf("run of the second snapshot: exit %d, printed %q (want counter twice, %s, %s)\n%s", code, out, tok1, tok2, errOut)
+	} else if a, _ := strconv.Atoi(f[0]); a < c0 || f[0] == f[1] {
+		t.Fatalf("counter in the second generation: %s then %s (was %d)", f[0], f[1], c0)
+	}
+	if after := fileSHA(t, img); after != imgSHA {
+		t.Fatalf("the source's base image changed: %s -> %s", imgSHA, after)
 	}
 	t.Logf("figure: smolvm snapshot of a running clone vs its parent: %d of %d data pages new (%.1f%%), %.2f MiB new bytes, bundle %.1f MiB (self-contained) [%s]",
 		p.NewPages, p.DataPages, 100*float64(p.NewPages)/float64(p.DataPages), float64(p.NewBytes)/(1<<20), float64(p.FileBytes)/(1<<20), kvmtest.Label())
