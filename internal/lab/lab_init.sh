@@ -44,6 +44,8 @@ mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run
+# Loopback up: tests run servers on 127.0.0.1 inside the lab.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up || fail "bring up lo"
 # Shares last, so that the tmpfs mounts above do not hide one under /tmp.
 i=0
 while IFS= read -r p; do
