@@ -12,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/smolvm/smolvm/format"
+	"github.com/smolvm/smolvm/fusefs"
 	"github.com/smolvm/smolvm/internal/kvmtest"
 	"github.com/smolvm/smolvm/snapshot"
 )
@@ -243,12 +245,18 @@ func TestKVMRun(t *testing.T) {
 		t.Fatalf("bundle changed by runs: sha256 %s, was %s", got, bundleSHA)
 	}
 
+	t.Run("snapshot-of-clone", func(t *testing.T) { checkCloneCycle(t, root, dir, bundle, blobSHA) })
+	if got := fileSHA(t, bundle); got != bundleSHA {
+		t.Fatalf("bundle changed by a snapshot of its clone: sha256 %s, was %s", got, bundleSHA)
+	}
+	t.Run("daemon-death", func(t *testing.T) { checkDaemonDeath(t, root, dir, bundle) })
+
 	t.Run("corrupt", func(t *testing.T) {
 		bad := filepath.Join(dir, "bad.smolmachine")
 		corruptMemoryFrames(t, bundle, bad)
 		for _, paging := range []string{"eager", "uffd"} {
 			start := time.Now()
-			out, errOut, code := smolvmIn(t, root, 3*time.Minute, "run", bad, "--paging", paging, "--ready-timeout", "150s", "--", "sh", "-c", cloneProbe)
+			out, errOut, code := smolvmIn(t, root, 100*time.Second, "run", bad, "--paging", paging, "--ready-timeout", "150s", "--", "sh", "-c", cloneProbe)
 			if code == 0 {
 				t.Fatalf("%s: a corrupted bundle ran: %s", paging, out)
 			}
@@ -351,5 +359,119 @@ func stopBundleDaemons(t *testing.T, root string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		_ = snapshot.StopDaemon(ctx, m)
 		cancel()
+	}
+}
+
+// checkCloneCycle: a clone running without a command (like boot --name)
+// takes exec and snapshot; the snapshot of the clone, run again, still has
+// the original counter running, the blob intact and the clone's own change.
+func checkCloneCycle(t *testing.T, root, dir, bundle, blobSHA string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, smolvmBin(t), "run", bundle, "--name", "k1", "--ready-timeout", "150s")
+	c.Env = append(os.Environ(), "SMOLVM_RUN_DIR="+root)
+	var console syncBuf
+	c.Stdout, c.Stderr = &console, &console
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	defer func() {
+		_ = c.Process.Kill()
+		<-exited
+	}()
+	vm := &agentVM{name: "k1", root: root}
+	out := vm.mustExec(t, "sh", "-c", "echo cycle-mark > /tmp/cyclemark; cat /tmp/counter")
+	before, _ := strconv.Atoi(strings.TrimSpace(out))
+	b2 := filepath.Join(dir, "clone.smolmachine")
+	if o, e, code := smolvmIn(t, root, 5*time.Minute, "snapshot", "k1", "-o", b2, "--stop"); code != 0 {
+		t.Fatalf("snapshot of the clone: exit %d\n%s\n%s\nconsole: %s", code, o, e, tailLines(console.String()))
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("clone process after snapshot --stop: %v\n%s", err, tailLines(console.String()))
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("clone did not exit after snapshot --stop")
+	}
+	o, e, code := smolvmIn(t, root, 5*time.Minute, "run", b2, "--ready-timeout", "150s", "--", "sh", "-c", "cat /tmp/cyclemark; "+cloneProbe)
+	if code != 0 {
+		t.Fatalf("run of the clone's snapshot: exit %d\n%s\n%s", code, o, e)
+	}
+	if !strings.HasPrefix(o, "cycle-mark\n") {
+		t.Fatalf("the clone's change is lost: %q", o)
+	}
+	p := parseProbe(t, o)
+	if p.c1 < before || p.c2 <= p.c1 || p.blob != blobSHA {
+		t.Fatalf("after snapshot -> run -> snapshot -> run: counter %d then %d (was %d), blob %s (want %s)", p.c1, p.c2, before, p.blob, blobSHA)
+	}
+	t.Logf("figure: snapshot of a clone: %.1f MiB (its parent %.1f MiB)", float64(fileSize(t, b2))/(1<<20), float64(fileSize(t, bundle))/(1<<20))
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// checkDaemonDeath: killing the bundle's daemon under a lazily restored
+// clone stops the clone within seconds, non-zero, with an error saying
+// so; the next run starts a new daemon.
+func checkDaemonDeath(t *testing.T, root, dir, bundle string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	stats := filepath.Join(dir, "victim.json")
+	c := exec.CommandContext(ctx, smolvmBin(t), "run", bundle, "--name", "victim", "--no-prefetch", "--ready-timeout", "150s",
+		"--stats", stats, "--", "sh", "-c", "sleep 120; echo survived")
+	c.Env = append(os.Environ(), "SMOLVM_RUN_DIR="+root)
+	var out, errOut syncBuf
+	c.Stdout, c.Stderr = &out, &errOut
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	defer func() {
+		_ = c.Process.Kill()
+		<-exited
+	}()
+	var st struct {
+		Mount string `json:"daemon_mount"`
+	}
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		if b, err := os.ReadFile(stats); err == nil && json.Unmarshal(b, &st) == nil && st.Mount != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("clone not ready: %s", errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rec, err := fusefs.ReadRecord(st.Mount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(rec.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	select {
+	case err := <-exited:
+		exited <- err
+		code := c.ProcessState.ExitCode()
+		if code == 0 || !strings.Contains(errOut.String(), "daemon") {
+			t.Fatalf("after the daemon died: exit %d, stderr %s", code, errOut.String())
+		}
+		t.Logf("figure: daemon killed: clone exited %d after %.2f s: %s", code, time.Since(killed).Seconds(), lastLine(errOut.String()))
+	case <-time.After(60 * time.Second):
+		t.Fatalf("clone still running 60 s after its daemon died; stderr %s", errOut.String())
+	}
+	if o, e, code := smolvmIn(t, root, 5*time.Minute, "run", bundle, "--ready-timeout", "150s", "--", "true"); code != 0 {
+		t.Fatalf("run after the daemon died: exit %d\n%s\n%s", code, o, e)
 	}
 }
