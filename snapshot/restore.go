@@ -17,7 +17,6 @@ import (
 	"github.com/smolvm/smolvm/pager"
 	"github.com/smolvm/smolvm/vmm"
 	"github.com/smolvm/smolvm/vmm/disk"
-	"github.com/smolvm/smolvm/vmm/kvm"
 	"github.com/smolvm/smolvm/vmm/network"
 )
 
@@ -226,12 +225,7 @@ func (r *Restored) open() error {
 			return fmt.Errorf("%w: %s: disk %s: %v", ErrBundle, r.Bundle, d.Name, err)
 		}
 	}
-	sys, err := kvm.Open()
-	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
-	}
-	defer sys.Close()
-	host, err := sys.SupportedCPUID()
+	host, err := vmm.HostCPUID()
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}

@@ -106,3 +106,15 @@ func (m *Machine) unmapFiles() error {
 	m.unmap = nil
 	return errors.Join(errs...)
 }
+
+// HostCPUID is the CPUID table this host's KVM supports
+// (KVM_GET_SUPPORTED_CPUID): what a restore checks a saved guest's CPU
+// features against.
+func HostCPUID() ([]kvm.CPUIDEntry, error) {
+	sys, err := kvm.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer sys.Close()
+	return sys.SupportedCPUID()
+}
