@@ -46,11 +46,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, r := range rep.Results {
-		if r.Error != "" {
-			fmt.Fprintf(w, "%s at %s failed: %s\n", r.Method, sizeString(r.MemBytes), r.Error)
-		}
-	}
+	writeFailures(w, rep.Results)
 	for _, s := range e.Skipped {
 		fmt.Fprintf(w, "%s not run: %s\n", s.Method, s.Reason)
 	}
@@ -60,6 +56,31 @@ func WriteTable(w io.Writer, rep *Report) error {
 	fmt.Fprintf(w, "VS BOOT = median ready time / boot's median at the same memory size (lower is better); figures are %s.\n", e.Accel)
 	_, err := fmt.Fprintf(w, "command: %s\n", e.Command)
 	return err
+}
+
+// writeFailures prints each failure once: methods that failed with the
+// same error at one size (a shared snapshot that could not be made) are
+// named together.
+func writeFailures(w io.Writer, results []Result) {
+	type key struct {
+		mem int64
+		err string
+	}
+	var order []key
+	names := map[key][]string{}
+	for _, r := range results {
+		if r.Error == "" {
+			continue
+		}
+		k := key{r.MemBytes, strings.TrimSpace(r.Error)}
+		if names[k] == nil {
+			order = append(order, k)
+		}
+		names[k] = append(names[k], r.Method)
+	}
+	for _, k := range order {
+		fmt.Fprintf(w, "%s at %s failed: %s\n", strings.Join(names[k], ", "), sizeString(k.mem), k.err)
+	}
 }
 
 func secString(s float64) string {
