@@ -172,7 +172,7 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 		return named(err)
 	}
 	defer r.Close()
-	ctl.parent = r.Bundle // snapshots of this clone dedup against its bundle
+	ctl.parent, ctl.parentDigest = r.Bundle, r.Digest.String() // snapshots of this clone dedup against its bundle
 	sc := r.Saved.Config
 	info := control.Info{CPUs: sc.CPUs, MemBytes: sc.MemBytes, Kernel: r.Bundle}
 	for _, d := range sc.Disks {
@@ -202,16 +202,36 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 	reportReady(name, r, ready, f)
 
 	if command != nil {
-		code, err := runInClone(ctx, ctl.vsockPath(), command, f.noStdin)
+		type result struct {
+			code int
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, err := runInClone(ctx, ctl.vsockPath(), command, f.noStdin)
+			done <- result{code, err}
+		}()
+		var res result
+		select {
+		case res = <-done:
+		case rerr := <-runErr:
+			// The VM stopped under the command (a memory fault, its
+			// daemon gone, the guest powered off): report that now; the
+			// session ends when the deferred Close drops the vsock.
+			if rerr == nil {
+				rerr = fmt.Errorf("the VM stopped (%v) while the command ran", r.Machine.StopReason())
+			}
+			return &exitError{code: 2, err: named(rerr)}
+		}
 		rerr := stopAndWait()
 		if ferr := r.FaultErr(); ferr != nil {
 			return &exitError{code: 2, err: named(rerr)}
 		}
-		if err != nil {
-			return &exitError{code: exitExecFailed, err: named(err)}
+		if res.err != nil {
+			return &exitError{code: exitExecFailed, err: named(res.err)}
 		}
-		if code != 0 {
-			return &exitError{code: code}
+		if res.code != 0 {
+			return &exitError{code: res.code}
 		}
 		return nil
 	}

@@ -216,11 +216,12 @@ func TestKVMRun(t *testing.T) {
 			mu.Unlock()
 		})
 	}
-	t.Run("two-at-once", func(t *testing.T) {
+	t.Run("four-at-once", func(t *testing.T) {
+		const n = 4
 		var wg sync.WaitGroup
-		outs := make([]string, 2)
-		codes := make([]int, 2)
-		for i := range 2 {
+		outs := make([]string, n)
+		codes := make([]int, n)
+		for i := range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -234,7 +235,7 @@ func TestKVMRun(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		for i := range 2 {
+		for i := range n {
 			f := strings.Fields(outs[i])
 			if codes[i] != 0 || len(f) < 2 || f[0] != "clone-"+strconv.Itoa(i) {
 				t.Fatalf("clone %d: exit %d, output %q", i, codes[i], outs[i])
