@@ -44,6 +44,7 @@ type Instance struct {
 	Faults  int64         // faults served before ready, or Unknown
 	Stop    func() error  // ends the VM and waits for it (bounded)
 	Output  func() string // the last of the VMM's output, for errors (may be nil)
+	Phases  []Phase       // where the time to ready went, when the VMM says
 }
 
 // prepared is what a method's runs start from at one memory size: a

@@ -19,7 +19,7 @@ func sampleReport() *Report {
 			Notes: []string{"a caveat"}, Skipped: []Skipped{{Method: MethodMmap, Reason: "no run subcommand"}}},
 		Results: []Result{
 			{Method: MethodBoot, MemBytes: 256 << 20, SizeBytes: 18 << 20, Samples: []Sample{{ReadySeconds: 4, RAMReadBytes: Unknown, Faults: Unknown, RSSBytes: 100 << 20, PSSBytes: 90 << 20}, {ReadySeconds: 6, RAMReadBytes: Unknown, Faults: Unknown, RSSBytes: 100 << 20, PSSBytes: 90 << 20}}},
-			{Method: MethodUffd, MemBytes: 256 << 20, SizeBytes: 36 << 20, Clones: &Clones{N: 4, PSSPerClone: 20 << 20}, Samples: []Sample{{ReadySeconds: 0.05, RAMReadBytes: 40 << 20, Faults: 192, RSSBytes: 70 << 20, PSSBytes: 60 << 20}}},
+			{Method: MethodUffd, MemBytes: 256 << 20, SizeBytes: 36 << 20, Clones: &Clones{N: 4, PSSPerClone: 20 << 20}, Samples: []Sample{{ReadySeconds: 0.05, RAMReadBytes: 40 << 20, Faults: 192, RSSBytes: 70 << 20, PSSBytes: 60 << 20, Phases: []Phase{{"daemon", 0.01}, {"ready", 0.05}}}}},
 			{Method: MethodQEMURestore, MemBytes: 256 << 20, Error: "QEMU exploded\n"},
 			{Method: MethodEager, MemBytes: 256 << 20, Error: "no snapshot"},
 			{Method: MethodMmap, MemBytes: 256 << 20, Error: "no snapshot"},
@@ -70,6 +70,7 @@ func TestWriteTable(t *testing.T) {
 		"eager, mmap at 256MiB failed: no snapshot\n",
 		"mmap not run: no run subcommand",
 		"note: a caveat",
+		"uffd 256MiB timeline (run ready in 50ms): daemon 10ms, ready 50ms\n",
 		"figures are nested TCG",
 		"command: smolvm bench --mem 256M,1G",
 	} {

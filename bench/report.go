@@ -78,6 +78,16 @@ type Sample struct {
 	Faults       int64   `json:"faults"`
 	RSSBytes     int64   `json:"rss_bytes"`
 	PSSBytes     int64   `json:"pss_bytes"`
+	// Phases is the VMM's own timeline to ready (smolvm run: bundle
+	// opened, daemon, memory, state restored, resumed, agent connected,
+	// ready), seconds since it began.
+	Phases []Phase `json:"phases,omitempty"`
+}
+
+// Phase is a point on a VMM's way to ready.
+type Phase struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"s"`
 }
 
 // finish fills the summaries of r from its samples.

@@ -145,7 +145,7 @@ func runMethod(ctx context.Context, o Options, g *Guest, m Method, preps map[str
 			fmt.Fprintf(log, "bench: %s %s run %d: %v\n", sizeString(g.MemBytes), m.Name, i+1, err)
 			return res
 		}
-		s := Sample{ReadySeconds: in.Ready.Seconds(), RAMReadBytes: in.RAMRead, Faults: in.Faults, RSSBytes: Unknown, PSSBytes: Unknown}
+		s := Sample{ReadySeconds: in.Ready.Seconds(), RAMReadBytes: in.RAMRead, Faults: in.Faults, RSSBytes: Unknown, PSSBytes: Unknown, Phases: in.Phases}
 		if mem, err := sumMemory(in.PIDs); err == nil {
 			s.RSSBytes, s.PSSBytes = mem.RSS, mem.PSS
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
@@ -47,6 +48,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		return err
 	}
 	writeFailures(w, rep.Results)
+	writePhases(w, rep.Results)
 	for _, s := range e.Skipped {
 		fmt.Fprintf(w, "%s not run: %s\n", s.Method, s.Reason)
 	}
@@ -81,6 +83,36 @@ func writeFailures(w io.Writer, results []Result) {
 	for _, k := range order {
 		fmt.Fprintf(w, "%s at %s failed: %s\n", strings.Join(names[k], ", "), sizeString(k.mem), k.err)
 	}
+}
+
+// writePhases prints, for each result whose VMM reported a timeline, that
+// of its median run.
+func writePhases(w io.Writer, results []Result) {
+	for _, r := range results {
+		s := medianSample(r)
+		if s == nil || len(s.Phases) == 0 {
+			continue
+		}
+		var parts []string
+		for _, p := range s.Phases {
+			parts = append(parts, fmt.Sprintf("%s %s", p.Name, secString(p.Seconds)))
+		}
+		fmt.Fprintf(w, "%s %s timeline (run ready in %s): %s\n", r.Method, sizeString(r.MemBytes), secString(s.ReadySeconds), strings.Join(parts, ", "))
+	}
+}
+
+// medianSample is the run whose ready time is r's median (the lower middle
+// one for an even count); nil without runs.
+func medianSample(r Result) *Sample {
+	if len(r.Samples) == 0 {
+		return nil
+	}
+	idx := make([]int, len(r.Samples))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return r.Samples[idx[a]].ReadySeconds < r.Samples[idx[b]].ReadySeconds })
+	return &r.Samples[idx[(len(idx)-1)/2]]
 }
 
 func secString(s float64) string {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,7 +170,8 @@ func startSmolvm(ctx context.Context, g *Guest, name string, args []string) (*In
 
 // runStats is the part of `smolvm run --stats FILE` the bench reads.
 type runStats struct {
-	Memory struct {
+	Timeline map[string]any `json:"timeline"`
+	Memory   struct {
 		BytesRead int64 `json:"bytes_read"`
 		Pager     *struct {
 			Faults int64 `json:"faults"`
@@ -180,7 +182,7 @@ type runStats struct {
 // readRunStats waits (up to 10 s: run writes the file just after it
 // reports ready) for a --stats file and returns guest RAM bytes read and
 // faults (Unknown when the paging mode has no fault count).
-func readRunStats(ctx context.Context, path string) (read, faults int64, err error) {
+func readRunStats(ctx context.Context, path string) (read, faults int64, phases []Phase, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
@@ -188,20 +190,35 @@ func readRunStats(ctx context.Context, path string) (read, faults int64, err err
 		if err == nil {
 			var st runStats
 			if err := json.Unmarshal(b, &st); err != nil {
-				return Unknown, Unknown, fmt.Errorf("bench: %s: %w", path, err)
+				return Unknown, Unknown, nil, fmt.Errorf("bench: %s: %w", path, err)
 			}
 			faults = Unknown
 			if st.Memory.Pager != nil {
 				faults = st.Memory.Pager.Faults
 			}
-			return st.Memory.BytesRead, faults, nil
+			return st.Memory.BytesRead, faults, timelinePhases(st.Timeline), nil
 		}
 		select {
 		case <-ctx.Done():
-			return Unknown, Unknown, fmt.Errorf("bench: smolvm run wrote no --stats file %s: %w", path, err)
+			return Unknown, Unknown, nil, fmt.Errorf("bench: smolvm run wrote no --stats file %s: %w", path, err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// timelinePhases turns run's timeline (durations since the restore began,
+// in ns, named NAME_ns) into phases in time order.
+func timelinePhases(tl map[string]any) []Phase {
+	var out []Phase
+	for k, v := range tl {
+		ns, ok := v.(float64)
+		name, isNS := strings.CutSuffix(k, "_ns")
+		if ok && isNS && ns > 0 {
+			out = append(out, Phase{Name: name, Seconds: ns / 1e9})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seconds < out[j].Seconds })
+	return out
 }
 
 // errSkip marks a method that cannot run here at all.

@@ -133,21 +133,31 @@ func TestReadRunStats(t *testing.T) {
 		os.WriteFile(p+".tmp", []byte(`{"memory":{"paging":"uffd","bytes_read":4096,"pager":{"faults":3}}}`), 0o644)
 		os.Rename(p+".tmp", p)
 	}()
-	read, faults, err := readRunStats(context.Background(), p)
+	read, faults, phases, err := readRunStats(context.Background(), p)
 	if err != nil || read != 4096 || faults != 3 {
 		t.Fatalf("uffd stats: %d %d %v", read, faults, err)
 	}
+	if len(phases) != 0 {
+		t.Fatalf("phases %v from a file without a timeline", phases)
+	}
+	os.WriteFile(p, []byte(`{"timeline":{"start":"2026-11-24T20:00:00Z","ready_ns":2000000000,"opened_ns":1000000,"memory_ns":500000000,"resumed_ns":0},"memory":{"bytes_read":1}}`), 0o644)
+	if _, _, phases, err = readRunStats(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(phases) != "[{opened 0.001} {memory 0.5} {ready 2}]" {
+		t.Fatalf("phases %v", phases)
+	}
 	os.WriteFile(p, []byte(`{"memory":{"paging":"mmap","bytes_read":8192}}`), 0o644)
-	if read, faults, err = readRunStats(context.Background(), p); err != nil || read != 8192 || faults != Unknown {
+	if read, faults, _, err = readRunStats(context.Background(), p); err != nil || read != 8192 || faults != Unknown {
 		t.Fatalf("mmap stats: %d %d %v", read, faults, err)
 	}
 	os.WriteFile(p, []byte(`{`), 0o644)
-	if _, _, err = readRunStats(context.Background(), p); err == nil {
+	if _, _, _, err = readRunStats(context.Background(), p); err == nil {
 		t.Fatal("bad JSON accepted")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if _, _, err = readRunStats(ctx, filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "no --stats file") {
+	if _, _, _, err = readRunStats(ctx, filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "no --stats file") {
 		t.Fatalf("missing file: %v", err)
 	}
 }
