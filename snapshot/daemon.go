@@ -103,7 +103,15 @@ func EnsureDaemon(ctx context.Context, bundlePath string, digest format.Digest, 
 	}
 	key := daemonKey(abs, digest)
 	mnt := filepath.Join(base, key)
-	unlock, err := lockFile(ctx, mnt+".lock")
+	// Whoever holds the lock finishes within its own ready timeout and an
+	// unmount: bound the wait accordingly.
+	wait := opt.ReadyTimeout
+	if wait <= 0 {
+		wait = DefaultDaemonReadyTimeout
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*wait+30*time.Second)
+	defer cancel()
+	unlock, err := lockFile(lctx, mnt+".lock")
 	if err != nil {
 		return nil, err
 	}
