@@ -58,32 +58,118 @@ func (w *sparseWriter) writeAt(b []byte, off int64) error {
 
 func (w *sparseWriter) close() error { return w.f.Close() }
 
+// memCapture counts what captureMemory wrote and lists what it left for
+// fillFromParent.
+type memCapture struct {
+	dataPages   int64      // non-zero pages written
+	parentPages int64      // never-populated pages, to take from the parent
+	parentRuns  []byteSpan // where they are in the image
+}
+
+// byteSpan is n bytes at image offset off.
+type byteSpan struct{ off, n int64 }
+
 // captureMemory writes guest RAM regions back to back (MemoryLayout) into
-// path. It reads guest memory: the machine must be paused.
-func captureMemory(path string, regions [][]byte) (dataPages int64, err error) {
+// path. It reads guest memory: the machine must be paused. With
+// skipUntouched (the machine was restored from a known parent), pages this
+// process never populated are not read but listed in parentRuns, for
+// fillFromParent to copy from the parent's immutable image once the guest
+// runs again (pagemap.go).
+func captureMemory(path string, regions [][]byte, skipUntouched bool) (res memCapture, err error) {
 	var size int64
 	for _, r := range regions {
 		size += int64(len(r))
 	}
 	w, err := createSparse(path, size)
 	if err != nil {
-		return 0, fmt.Errorf("snapshot: memory: %w", err)
+		return res, fmt.Errorf("snapshot: memory: %w", err)
 	}
 	defer w.close()
+	var pm *pagemap
+	if skipUntouched {
+		if pm, err = openPagemap(); err != nil {
+			return res, err
+		}
+		defer pm.close()
+	}
+	pop := make([]bool, captureChunk/format.PageSize)
 	var off int64
 	for i, r := range regions {
 		for lo := 0; lo < len(r); lo += captureChunk {
-			hi := min(lo+captureChunk, len(r))
-			if err := w.writeAt(r[lo:hi], off+int64(lo)); err != nil {
-				return 0, fmt.Errorf("snapshot: memory region %d at offset %#x: %w", i, lo, err)
+			chunk, at := r[lo:min(lo+captureChunk, len(r))], off+int64(lo)
+			if pm == nil {
+				err = w.writeAt(chunk, at)
+			} else {
+				err = capturePopulated(w, pm, chunk, at, pop, &res)
+			}
+			if err != nil {
+				return res, fmt.Errorf("snapshot: memory region %d at offset %#x: %w", i, lo, err)
 			}
 		}
 		off += int64(len(r))
 	}
 	if err := w.close(); err != nil {
-		return 0, fmt.Errorf("snapshot: memory: %w", err)
+		return res, fmt.Errorf("snapshot: memory: %w", err)
 	}
-	return w.dataPages, nil
+	res.dataPages = w.dataPages
+	return res, nil
+}
+
+// capturePopulated writes the populated pages of chunk (at image offset
+// at) and lists the others.
+func capturePopulated(w *sparseWriter, pm *pagemap, chunk []byte, at int64, pop []bool, res *memCapture) error {
+	np := len(chunk) / format.PageSize
+	if err := pm.populated(chunk, pop[:np]); err != nil {
+		return err
+	}
+	for i := 0; i < np; {
+		j := i + 1
+		for j < np && pop[j] == pop[i] {
+			j++
+		}
+		segAt, n := at+int64(i*format.PageSize), int64((j-i)*format.PageSize)
+		if pop[i] {
+			if err := w.writeAt(chunk[i*format.PageSize:j*format.PageSize], segAt); err != nil {
+				return err
+			}
+		} else {
+			res.parentPages += int64(j - i)
+			if k := len(res.parentRuns) - 1; k >= 0 && res.parentRuns[k].off+res.parentRuns[k].n == segAt {
+				res.parentRuns[k].n += n
+			} else {
+				res.parentRuns = append(res.parentRuns, byteSpan{segAt, n})
+			}
+		}
+		i = j
+	}
+	return nil
+}
+
+// fillFromParent copies runs of the parent's memory image into the memory
+// file at path (zero pages stay holes).
+func fillFromParent(path string, runs []byteSpan, parent io.ReaderAt) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("snapshot: memory: %w", err)
+	}
+	w := &sparseWriter{f: f}
+	defer w.close()
+	buf := make([]byte, captureChunk)
+	for _, r := range runs {
+		for off := r.off; off < r.off+r.n; off += captureChunk {
+			b := buf[:min(captureChunk, r.off+r.n-off)]
+			if n, err := parent.ReadAt(b, off); n != len(b) {
+				return fmt.Errorf("snapshot: parent memory at offset %#x: %d of %d bytes: %w", off, n, len(b), err)
+			}
+			if err := w.writeAt(b, off); err != nil {
+				return fmt.Errorf("snapshot: memory: %w", err)
+			}
+		}
+	}
+	if err := w.close(); err != nil {
+		return fmt.Errorf("snapshot: memory: %w", err)
+	}
+	return nil
 }
 
 // captureDisk copies size bytes of a disk as the guest sees it into path.

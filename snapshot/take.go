@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -43,6 +44,11 @@ type Options struct {
 	// Parent, when set, is the bundle the machine was restored from: its
 	// pages are reused, so a snapshot of a clone stores what changed.
 	Parent string
+	// ParentDigest, when set, is the manifest digest the machine was
+	// restored from. If the bundle at Parent has it (same memory), RAM
+	// pages the clone never populated are read from the parent instead of
+	// faulted in through its daemon.
+	ParentDigest string
 	// Stop stops the machine once the bundle is written (on an error it is
 	// resumed instead).
 	Stop bool
@@ -61,10 +67,13 @@ type Options struct {
 
 // Result reports a snapshot.
 type Result struct {
-	Output         string  `json:"output"`
-	ManifestDigest string  `json:"manifest_digest"`
-	MemBytes       int64   `json:"mem_bytes"`
-	MemDataPages   int64   `json:"mem_data_pages"`
+	Output         string `json:"output"`
+	ManifestDigest string `json:"manifest_digest"`
+	MemBytes       int64  `json:"mem_bytes"`
+	MemDataPages   int64  `json:"mem_data_pages"`
+	// MemParentPages: RAM pages the clone never touched, taken from the
+	// parent bundle rather than read (faulted in) from RAM.
+	MemParentPages int64   `json:"mem_parent_pages,omitempty"`
 	DiskDataPages  int64   `json:"disk_data_pages"`
 	PausedSeconds  float64 `json:"paused_s"`
 	Seconds        float64 `json:"seconds"`
@@ -144,7 +153,8 @@ func Take(ctx context.Context, m Machine, opts Options) (res *Result, err error)
 			return nil, fmt.Errorf("snapshot: %w", err)
 		}
 	}
-	saved, err := capture(m, cfg, tmp, res, parent)
+	parentMem := parentMemory(parent, opts.ParentDigest, cfg.MemBytes)
+	saved, untouched, err := capture(m, cfg, tmp, res, parent, parentMem != nil)
 	release()
 	if err != nil {
 		return nil, err
@@ -153,6 +163,13 @@ func Take(ctx context.Context, m Machine, opts Options) (res *Result, err error)
 		resume()
 	}
 	res.PausedSeconds = time.Since(pausedAt).Seconds()
+	// The parent's image is immutable: its pages can be copied while the
+	// guest runs on.
+	if len(untouched) > 0 {
+		if err := fillFromParent(filepath.Join(tmp, "memory"), untouched, parentMem); err != nil {
+			return nil, err
+		}
+	}
 
 	po := chunkstore.PackOptions{
 		Manifest:   manifest(cfg, saved),
@@ -206,13 +223,14 @@ func record(ctx context.Context, opts Options, res *Result) {
 }
 
 // capture saves state, memory and disks of the paused machine into dir.
-func capture(m Machine, cfg vmm.Config, dir string, res *Result, parent *chunkstore.Bundle) (*Saved, error) {
+// It returns the image spans left for fillFromParent.
+func capture(m Machine, cfg vmm.Config, dir string, res *Result, parent *chunkstore.Bundle, skipUntouched bool) (*Saved, []byteSpan, error) {
 	st, err := m.SaveState()
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	if len(st.VCPUs) == 0 {
-		return nil, errors.New("snapshot: saved state has no vCPUs")
+		return nil, nil, errors.New("snapshot: saved state has no vCPUs")
 	}
 	saved := &Saved{
 		Machine: *st,
@@ -228,29 +246,45 @@ func capture(m Machine, cfg vmm.Config, dir string, res *Result, parent *chunkst
 	for _, r := range m.RAM() {
 		regions = append(regions, r.Data)
 	}
-	if res.MemDataPages, err = captureMemory(filepath.Join(dir, "memory"), regions); err != nil {
-		return nil, err
+	mc, err := captureMemory(filepath.Join(dir, "memory"), regions, skipUntouched)
+	if err != nil {
+		return nil, nil, err
 	}
+	res.MemDataPages, res.MemParentPages = mc.dataPages, mc.parentPages
 	for i, d := range m.Disks() {
 		n, err := captureDisk(filepath.Join(dir, "disk-"+d.Name), d.Name, d.Disk, d.Disk.Size())
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		saved.Config.Disks[i].Size = d.Disk.Size()
 		res.DiskDataPages += n
 	}
 	f, err := os.Create(filepath.Join(dir, "state"))
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	defer f.Close()
 	if err := EncodeState(f, saved); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("snapshot: state: %w", err)
+		return nil, nil, fmt.Errorf("snapshot: state: %w", err)
 	}
-	return saved, nil
+	return saved, mc.parentRuns, nil
+}
+
+// parentMemory is the parent's memory image when the machine is known to
+// have been restored from exactly that bundle (digest given and equal) and
+// its size fits; nil otherwise (every RAM page is then read).
+func parentMemory(parent *chunkstore.Bundle, digest string, memBytes int64) io.ReaderAt {
+	if parent == nil || digest == "" || parent.Format().ManifestDigest().String() != digest {
+		return nil
+	}
+	im, err := parent.Image(format.ArtifactMemory)
+	if err != nil || im.Size() != memBytes {
+		return nil
+	}
+	return im
 }
 
 // savedConfig is the restore-relevant part of cfg.

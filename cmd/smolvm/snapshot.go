@@ -109,6 +109,9 @@ func printSnapshot(cmd *cobra.Command, name string, r *snapshot.Result) {
 			humanBytes(r.MemBytes), humanBytes(r.MemDataPages*format.PageSize), humanBytes(p.FileBytes),
 			humanBytes(p.NewBytes), p.NewFrames, p.ReusedPages)
 	}
+	if r.MemParentPages > 0 {
+		fmt.Fprintf(w, "  %s of RAM the clone never touched taken from its parent bundle\n", humanBytes(r.MemParentPages*format.PageSize))
+	}
 	state := "resumed"
 	if r.Stopped {
 		state = "stopped"
@@ -138,11 +141,13 @@ func (s snapshotMachine) Stop() {
 }
 
 // snapshotHandler serves PUT /snapshot in the VM's own process; parent is
-// the bundle the VM was restored from ("" for a booted VM).
-func snapshotHandler(m *vmm.Machine, parent string, onStop func()) control.SnapshotFunc {
+// the bundle the VM was restored from ("" for a booted VM), parentDigest
+// the manifest digest it had then.
+func snapshotHandler(m *vmm.Machine, parent, parentDigest string, onStop func()) control.SnapshotFunc {
 	return func(ctx context.Context, req control.SnapshotRequest) (any, error) {
 		return snapshot.Take(ctx, snapshotMachine{m, onStop}, snapshot.Options{
-			Output: req.Output, Store: req.Store, Parent: parent, Stop: req.Stop, NoRecord: req.NoRecord,
+			Output: req.Output, Store: req.Store, Parent: parent, ParentDigest: parentDigest,
+			Stop: req.Stop, NoRecord: req.NoRecord,
 		})
 	}
 }

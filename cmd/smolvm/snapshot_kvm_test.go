@@ -139,6 +139,9 @@ func TestKVMSnapshotCLI(t *testing.T) {
 	if p.NewPages*4 > p.DataPages || p.ReusedPages == 0 {
 		t.Fatalf("snapshot of the clone stored %d new of %d data pages (%d reused): want only what changed", p.NewPages, p.DataPages, p.ReusedPages)
 	}
+	if res2.MemParentPages == 0 {
+		t.Fatal("snapshot of a lazily restored clone read every RAM page: none taken from the parent")
+	}
 	select {
 	case <-clone.exited:
 	case <-time.After(time.Minute):
@@ -158,6 +161,7 @@ func TestKVMSnapshotCLI(t *testing.T) {
 	if after := fileSHA(t, img); after != imgSHA {
 		t.Fatalf("the source's base image changed: %s -> %s", imgSHA, after)
 	}
-	t.Logf("figure: smolvm snapshot of a running clone vs its parent: %d of %d data pages new (%.1f%%), %.2f MiB new bytes, bundle %.1f MiB (self-contained) [%s]",
-		p.NewPages, p.DataPages, 100*float64(p.NewPages)/float64(p.DataPages), float64(p.NewBytes)/(1<<20), float64(p.FileBytes)/(1<<20), kvmtest.Label())
+	t.Logf("figure: smolvm snapshot of a running clone vs its parent: %d of %d data pages new (%.1f%%), %.2f MiB new bytes, bundle %.1f MiB (self-contained); %d of %d RAM pages never touched by the clone taken from the parent, paused %.2f s, total %.1f s [%s]",
+		p.NewPages, p.DataPages, 100*float64(p.NewPages)/float64(p.DataPages), float64(p.NewBytes)/(1<<20), float64(p.FileBytes)/(1<<20),
+		res2.MemParentPages, res2.MemBytes/4096, res2.PausedSeconds, res2.Seconds, kvmtest.Label())
 }

@@ -24,9 +24,10 @@ type vmControl struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	stopped atomic.Bool // PUT /stop was asked
-	// parent is the bundle the VM was restored from (smolvm run sets it):
-	// snapshots dedup against it.
-	parent string
+	// parent is the bundle the VM was restored from and parentDigest its
+	// manifest digest (smolvm run sets them): snapshots dedup against it
+	// and take the pages the clone never touched from it.
+	parent, parentDigest string
 }
 
 // createVMControl makes the state dir of name (refusing a name in use) and
@@ -76,7 +77,7 @@ func (c *vmControl) start(m control.Machine, info control.Info) error {
 	info.Name, info.StateDir, info.Vsock = c.dir.Name, c.dir.Path, c.dir.VsockSocket()
 	c.srv = control.NewServer(stopRecorder{m, &c.stopped}, info)
 	if vm, ok := m.(*vmm.Machine); ok {
-		c.srv.SetSnapshot(snapshotHandler(vm, c.parent, func() { c.stopped.Store(true) })) // snapshot.go
+		c.srv.SetSnapshot(snapshotHandler(vm, c.parent, c.parentDigest, func() { c.stopped.Store(true) })) // snapshot.go
 	}
 	ln, err := control.Listen(c.dir.ControlSocket())
 	if err != nil {
