@@ -39,14 +39,14 @@ else
 		CGO_ENABLED=0 $GO test -c -o "$lab/bin/$name.test" "$d"
 		cat >>"$runner" <<-RUN
 			echo "=== test-kvm: ${d#./}"
-			cd '$root/$d' && '$lab/bin/$name.test' -test.run '^TestKVM' -test.v -test.timeout 9m || rc=1
+			cd '$root/$d' && '$lab/bin/$name.test' -test.run '^TestKVM' -test.v -test.timeout 13m || rc=1
 		RUN
 	done
 	echo 'exit $rc' >>"$runner"
 	$GO build -o "$lab/bin/labrun" ./internal/lab/cmd/labrun
 	echo "test-kvm: built in $(($(date +%s) - start)) s; booting the lab"
 	set +e
-	"$lab/bin/labrun" -timeout 10m -- sh "$runner" 2>&1 | tee "$log"
+	"$lab/bin/labrun" -timeout 14m -- sh "$runner" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	set -e
 fi
