@@ -20,6 +20,7 @@ import (
 	"github.com/smolvm/smolvm/fusefs"
 	"github.com/smolvm/smolvm/internal/kvmtest"
 	"github.com/smolvm/smolvm/snapshot"
+	"github.com/smolvm/smolvm/vmm/control"
 )
 
 // Issue 9's "done when" list for smolvm run, through bin/smolvm as a user
@@ -382,6 +383,20 @@ func checkCloneCycle(t *testing.T, root, dir, bundle, blobSHA string) {
 		_ = c.Process.Kill()
 		<-exited
 	}()
+	// exec fails at once for a name without a state dir: wait for it.
+	for deadline := time.Now().Add(time.Minute); ; {
+		if _, err := os.Stat(filepath.Join(root, "k1", control.ControlSocketName)); err == nil {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("smolvm run k1 exited early: %v\n%s", err, tailLines(console.String()))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no control socket for k1")
+		}
+	}
 	vm := &agentVM{name: "k1", root: root}
 	out := vm.mustExec(t, "sh", "-c", "echo cycle-mark > /tmp/cyclemark; cat /tmp/counter")
 	before, _ := strconv.Atoi(strings.TrimSpace(out))
