@@ -90,13 +90,39 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		preps := map[string]*prepared{}
 		prepErrs := map[string]error{}
-		for _, m := range methods {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			res := runMethod(ctx, o, g, m, preps, prepErrs, log)
-			rep.Results = append(rep.Results, res)
+		results := make([]Result, len(methods))
+		ready := make([]*prepared, len(methods))
+		for j, m := range methods {
+			results[j], ready[j] = setUp(ctx, g, m, preps, prepErrs, log)
 		}
+		// Runs go round-robin over the methods, so that a change in the
+		// host's load during the bench touches every method alike.
+		for i := 0; i < o.Runs; i++ {
+			for j, m := range methods {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if results[j].Error == "" {
+					runOnce(ctx, o, g, m, ready[j], i, &results[j], log)
+				}
+			}
+		}
+		for j, m := range methods {
+			r := &results[j]
+			if r.Error != "" {
+				continue
+			}
+			r.finish()
+			if o.Clones > 1 {
+				c, err := measureClones(ctx, g, m, ready[j], o.Clones)
+				if err != nil {
+					fmt.Fprintf(log, "bench: %s %s, %d clones: %v\n", sizeString(g.MemBytes), m.Name, o.Clones, err)
+				} else {
+					r.Clones = c
+				}
+			}
+		}
+		rep.Results = append(rep.Results, results...)
 		for _, p := range preps {
 			if p.cleanup != nil {
 				p.cleanup()
@@ -108,63 +134,62 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-func runMethod(ctx context.Context, o Options, g *Guest, m Method, preps map[string]*prepared, prepErrs map[string]error, log io.Writer) Result {
+// setUp makes what m's runs start from (shared by methods with the same
+// prepareKey) and the Result its runs fill in; a failed preparation is
+// the Result's Error.
+func setUp(ctx context.Context, g *Guest, m Method, preps map[string]*prepared, prepErrs map[string]error, log io.Writer) (Result, *prepared) {
 	res := Result{Method: m.Name, MemBytes: g.MemBytes, SizeBytes: Unknown, RAMReadBytes: Unknown, Faults: Unknown, RSSBytes: Unknown, PSSBytes: Unknown}
-	var p *prepared
-	if m.prepare != nil {
-		if err, failed := prepErrs[m.prepareKey]; failed {
+	if m.prepare == nil {
+		if m.size != nil {
+			res.SizeBytes = m.size(g)
+		}
+		return res, nil
+	}
+	if err, failed := prepErrs[m.prepareKey]; failed {
+		res.Error = err.Error()
+		return res, nil
+	}
+	p := preps[m.prepareKey]
+	if p == nil {
+		fmt.Fprintf(log, "bench: %s %s: preparing (%s)\n", sizeString(g.MemBytes), m.Name, m.prepareKey)
+		var err error
+		if p, err = m.prepare(ctx, g); err != nil {
+			err = fmt.Errorf("preparing %s: %w", m.prepareKey, err)
+			prepErrs[m.prepareKey] = err
 			res.Error = err.Error()
-			return res
+			fmt.Fprintf(log, "bench: %s %s: %v\n", sizeString(g.MemBytes), m.Name, err)
+			return res, nil
 		}
-		if p = preps[m.prepareKey]; p == nil {
-			fmt.Fprintf(log, "bench: %s %s: preparing (%s)\n", sizeString(g.MemBytes), m.Name, m.prepareKey)
-			var err error
-			if p, err = m.prepare(ctx, g); err != nil {
-				err = fmt.Errorf("preparing %s: %w", m.prepareKey, err)
-				prepErrs[m.prepareKey] = err
-				res.Error = err.Error()
-				fmt.Fprintf(log, "bench: %s %s: %v\n", sizeString(g.MemBytes), m.Name, err)
-				return res
-			}
-			preps[m.prepareKey] = p
-		}
-		res.SizeBytes = p.Size
-	} else if m.size != nil {
-		res.SizeBytes = m.size(g)
+		preps[m.prepareKey] = p
 	}
-	for i := 0; i < o.Runs; i++ {
-		if o.DropCaches {
-			if err := dropCaches(); err != nil {
-				res.Error = err.Error()
-				return res
-			}
-		}
-		in, err := m.start(ctx, g, p, fmt.Sprint(i))
-		if err != nil {
+	res.SizeBytes = p.Size
+	return res, p
+}
+
+// runOnce starts m once, measures it at ready, stops it and adds the
+// sample to res (or sets res.Error).
+func runOnce(ctx context.Context, o Options, g *Guest, m Method, p *prepared, i int, res *Result, log io.Writer) {
+	if o.DropCaches {
+		if err := dropCaches(); err != nil {
 			res.Error = err.Error()
-			fmt.Fprintf(log, "bench: %s %s run %d: %v\n", sizeString(g.MemBytes), m.Name, i+1, err)
-			return res
-		}
-		s := Sample{ReadySeconds: in.Ready.Seconds(), RAMReadBytes: in.RAMRead, Faults: in.Faults, RSSBytes: Unknown, PSSBytes: Unknown, Phases: in.Phases}
-		if mem, err := sumMemory(in.PIDs); err == nil {
-			s.RSSBytes, s.PSSBytes = mem.RSS, mem.PSS
-		}
-		if err := in.Stop(); err != nil {
-			fmt.Fprintf(log, "bench: %v\n", err)
-		}
-		res.Samples = append(res.Samples, s)
-		fmt.Fprintf(log, "bench: %s %s run %d: ready in %.3f s\n", sizeString(g.MemBytes), m.Name, i+1, s.ReadySeconds)
-	}
-	res.finish()
-	if o.Clones > 1 {
-		c, err := measureClones(ctx, g, m, p, o.Clones)
-		if err != nil {
-			fmt.Fprintf(log, "bench: %s %s, %d clones: %v\n", sizeString(g.MemBytes), m.Name, o.Clones, err)
-		} else {
-			res.Clones = c
+			return
 		}
 	}
-	return res
+	in, err := m.start(ctx, g, p, fmt.Sprint(i))
+	if err != nil {
+		res.Error = err.Error()
+		fmt.Fprintf(log, "bench: %s %s run %d: %v\n", sizeString(g.MemBytes), m.Name, i+1, err)
+		return
+	}
+	s := Sample{ReadySeconds: in.Ready.Seconds(), RAMReadBytes: in.RAMRead, Faults: in.Faults, RSSBytes: Unknown, PSSBytes: Unknown, Phases: in.Phases}
+	if mem, err := sumMemory(in.PIDs); err == nil {
+		s.RSSBytes, s.PSSBytes = mem.RSS, mem.PSS
+	}
+	if err := in.Stop(); err != nil {
+		fmt.Fprintf(log, "bench: %v\n", err)
+	}
+	res.Samples = append(res.Samples, s)
+	fmt.Fprintf(log, "bench: %s %s run %d: ready in %.3f s\n", sizeString(g.MemBytes), m.Name, i+1, s.ReadySeconds)
 }
 
 // measureClones starts n instances of m at once and divides their total
