@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -101,6 +102,10 @@ type runStats struct {
 	NewDaemon bool                 `json:"daemon_started"`
 }
 
+// runGCMemoryLimit is the Go heap size at which a uffd clone's process
+// collects garbage (its own heap is a few MiB; guest RAM is not Go memory).
+const runGCMemoryLimit = 512 << 20
+
 func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) error {
 	paging, err := snapshot.ParsePaging(f.paging)
 	if err != nil {
@@ -167,6 +172,15 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 		}
 	}()
 
+	if paging == snapshot.PagingUFFD {
+		// Device goroutines copy guest memory with memmove, where the
+		// runtime cannot preempt them: one blocked on a page the daemon
+		// will never serve (frame corrupt, daemon dead) would hang a GC's
+		// stop-the-world, and with it the code that stops the VM. Collect
+		// only near a memory limit instead of on a schedule.
+		debug.SetGCPercent(-1)
+		debug.SetMemoryLimit(runGCMemoryLimit)
+	}
 	r, err := snapshot.Restore(ctx, opts)
 	if err != nil {
 		return named(err)
