@@ -18,6 +18,7 @@ import (
 	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/fusefs"
 	"github.com/smolvm/smolvm/pager"
+	"github.com/smolvm/smolvm/registry"
 )
 
 // Daemon is the smolmount process serving one bundle: a FUSE mount of its
@@ -41,6 +42,9 @@ type DaemonOptions struct {
 	Binary string
 	// StoreDir is the chunk store of a thin bundle (smolmount --store).
 	StoreDir string
+	// Insecure: an oci:// bundle's registry speaks plain HTTP
+	// (smolmount --insecure).
+	Insecure bool
 	// ReadyTimeout bounds the wait for a new daemon's ready line (default
 	// 60 s: the lab's nested emulation is slow).
 	ReadyTimeout time.Duration
@@ -85,17 +89,21 @@ func daemonKey(bundleAbs string, digest format.Digest) string {
 	return hex.EncodeToString(sum[:10])
 }
 
-// EnsureDaemon returns the daemon serving the bundle at bundlePath whose
-// manifest digest is digest, starting one when none runs: smolmount as a
+// EnsureDaemon returns the daemon serving the bundle at bundlePath (or
+// oci://REGISTRY/REPO:TAG, keyed by the reference and the manifest digest
+// pushed there) whose manifest digest is digest, starting one when none runs: smolmount as a
 // detached child in a session of its own (it outlives this process), its
 // output to a log file beside the mount point, waiting for its ready line
 // at most opt.ReadyTimeout. A stale mount of a dead daemon is cleaned up
 // first. Concurrent callers for one bundle share one daemon (a lock file
 // serialises them).
 func EnsureDaemon(ctx context.Context, bundlePath string, digest format.Digest, opt DaemonOptions) (*Daemon, error) {
-	abs, err := filepath.Abs(bundlePath)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDaemon, err)
+	abs := bundlePath
+	if !registry.IsRef(bundlePath) {
+		var err error
+		if abs, err = filepath.Abs(bundlePath); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrDaemon, err)
+		}
 	}
 	base := daemonBase()
 	if err := os.MkdirAll(base, 0o700); err != nil {
@@ -174,6 +182,9 @@ func startDaemon(ctx context.Context, abs, mnt string, opt DaemonOptions) (*Daem
 	args := []string{abs, mnt}
 	if opt.StoreDir != "" {
 		args = append(args, "--store", opt.StoreDir)
+	}
+	if opt.Insecure {
+		args = append(args, "--insecure")
 	}
 	cmd := exec.Command(bin, args...)
 	// stdout is a file, not a pipe: a daemon writing after this process

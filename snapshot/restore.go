@@ -15,6 +15,7 @@ import (
 	"github.com/smolvm/smolvm/chunkstore"
 	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/pager"
+	"github.com/smolvm/smolvm/registry"
 	"github.com/smolvm/smolvm/vmm"
 	"github.com/smolvm/smolvm/vmm/disk"
 	"github.com/smolvm/smolvm/vmm/network"
@@ -59,9 +60,13 @@ var (
 
 // RestoreOptions say how to restore a bundle.
 type RestoreOptions struct {
-	// Bundle is the .smolmachine path; StoreDir its chunk store if thin.
+	// Bundle is the .smolmachine path, or oci://REGISTRY/REPO:TAG served
+	// lazily from a registry (see registry.Open); StoreDir is a thin
+	// bundle's chunk store.
 	Bundle, StoreDir string
-	Paging           Paging
+	// Insecure: an oci:// Bundle's registry speaks plain HTTP.
+	Insecure bool
+	Paging   Paging
 	// NoPrefetch skips prefetching the bundle's working set.
 	NoPrefetch bool
 	// Record makes the daemon record the working set (uffd only) until
@@ -117,6 +122,9 @@ type Restored struct {
 
 	opts   RestoreOptions
 	bundle *chunkstore.Bundle
+	// lazy is the registry bundle of an oci:// restore (bundle is its
+	// Bundle); nil for a file.
+	lazy   *registry.Lazy
 	client *pager.Client
 	uffd   int
 	// eagerBytes: bytes an eager restore read (its data pages).
@@ -155,15 +163,19 @@ func Restore(ctx context.Context, opts RestoreOptions) (_ *Restored, err error) 
 			r.Close()
 		}
 	}()
-	if r.Bundle, err = filepath.Abs(opts.Bundle); err != nil {
+	if registry.IsRef(opts.Bundle) {
+		r.Bundle = opts.Bundle
+	} else if r.Bundle, err = filepath.Abs(opts.Bundle); err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	if err := r.open(); err != nil {
+	if err := r.open(ctx); err != nil {
 		return nil, err
 	}
 	r.Timeline.mark(&r.Timeline.Opened)
 	if r.Paging != PagingEager || len(r.Saved.Config.Disks) > 0 {
-		if r.Daemon, err = EnsureDaemon(ctx, r.Bundle, r.Digest, opts.Daemon); err != nil {
+		dopts := opts.Daemon
+		dopts.Insecure = dopts.Insecure || opts.Insecure
+		if r.Daemon, err = EnsureDaemon(ctx, r.Bundle, r.Digest, dopts); err != nil {
 			return nil, err
 		}
 	}
@@ -189,14 +201,24 @@ func Restore(ctx context.Context, opts RestoreOptions) (_ *Restored, err error) 
 	return r, nil
 }
 
-// open opens the bundle, decodes its state and checks it against the
+// open opens the bundle (an oci:// one fetches the manifest, TOC and the
+// state's frames only), decodes its state and checks it against the
 // manifest and this host's CPU.
-func (r *Restored) open() error {
-	b, err := chunkstore.Open(r.Bundle, chunkstore.Options{StoreDir: r.opts.StoreDir})
-	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+func (r *Restored) open(ctx context.Context) error {
+	if registry.IsRef(r.Bundle) {
+		lz, err := registry.Open(ctx, r.Bundle, registry.LazyOptions{Remote: registry.Remote{Insecure: r.opts.Insecure}})
+		if err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		r.lazy, r.bundle = lz, lz.Bundle
+	} else {
+		b, err := chunkstore.Open(r.Bundle, chunkstore.Options{StoreDir: r.opts.StoreDir})
+		if err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		r.bundle = b
 	}
-	r.bundle = b
+	b := r.bundle
 	r.Digest = b.Format().ManifestDigest()
 	man := b.Manifest()
 	if man.State == "" {
@@ -307,7 +329,10 @@ func (r *Restored) Close() error {
 			errs = append(errs, r.Machine.Close())
 		}
 		r.releaseMemory()
-		if r.bundle != nil {
+		switch {
+		case r.lazy != nil:
+			errs = append(errs, r.lazy.Close())
+		case r.bundle != nil:
 			errs = append(errs, r.bundle.Close())
 		}
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/smolvm/smolvm/agent"
+	"github.com/smolvm/smolvm/registry"
 	"github.com/smolvm/smolvm/snapshot"
 	"github.com/smolvm/smolvm/vmm"
 	"github.com/smolvm/smolvm/vmm/control"
@@ -27,7 +28,7 @@ type runFlags struct {
 	name, paging, store, net, statsFile string
 	publish                             []string
 	noPrefetch, waitPrefetch            bool
-	console, noStdin                    bool
+	console, noStdin, insecure          bool
 	readyTimeout                        time.Duration
 }
 
@@ -54,6 +55,13 @@ machine-id and steps the clock to the host's time; a network device gets a
 new MAC. Disk writes go to an overlay in the clone's state dir: BUNDLE is
 never modified.
 
+BUNDLE may be oci://REGISTRY/REPO:TAG (smolvm push): run fetches the
+artifact's manifest, frame index and saved state only; the daemon is then
+smolmount oci://REGISTRY/REPO:TAG (one per reference and pushed manifest),
+which fetches each frame the guest touches by an HTTP range request into the
+shared cache ($XDG_CACHE_HOME/smolvm) and prefetches the recorded working
+set. --insecure allows a plain-HTTP registry.
+
 With CMD, run executes it in the clone through the guest agent, passes its
 input and output through, exits with its status and discards the clone.
 Without CMD the clone keeps running like smolvm boot --name (console on
@@ -78,6 +86,7 @@ stdout; exec, ps, stop and snapshot work on it).`,
 	fl.BoolVar(&f.noPrefetch, "no-prefetch", false, "do not prefetch the bundle's working set")
 	fl.BoolVar(&f.waitPrefetch, "wait-prefetch", false, "uffd: start the vCPUs only once the working set is in (fewer faults)")
 	fl.StringVar(&f.store, "store", "", "chunk store holding a thin bundle's frames")
+	fl.BoolVar(&f.insecure, "insecure", false, "BUNDLE oci://REGISTRY/REPO:TAG over plain HTTP (a local registry)")
 	fl.StringVar(&f.net, "net", "", "the clone's network, when it differs from the saved machine's ("+netFlagHelp+")")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, publishFlagHelp)
 	fl.BoolVar(&f.console, "console", false, "with CMD: copy the guest's serial console to stderr")
@@ -121,8 +130,10 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 			return err
 		}
 	}
-	if _, err := os.Stat(bundle); err != nil {
-		return fmt.Errorf("run: %w", err)
+	if !registry.IsRef(bundle) {
+		if _, err := os.Stat(bundle); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
 	}
 	name := f.name
 	if name == "" {
@@ -139,7 +150,7 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 	defer ctl.close() // the clone is discarded with its state dir
 
 	opts := snapshot.RestoreOptions{
-		Bundle: bundle, StoreDir: f.store, Paging: paging, NoPrefetch: f.noPrefetch, WaitPrefetch: f.waitPrefetch,
+		Bundle: bundle, StoreDir: f.store, Insecure: f.insecure, Paging: paging, NoPrefetch: f.noPrefetch, WaitPrefetch: f.waitPrefetch,
 		StateDir: ctl.dir.Path, VsockPath: ctl.vsockPath(), Net: netCfg,
 	}
 	restoreConsole := func() {}
@@ -186,7 +197,11 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 		return named(err)
 	}
 	defer r.Close()
-	ctl.parent, ctl.parentDigest = r.Bundle, r.Digest.String() // snapshots of this clone dedup against its bundle
+	if !registry.IsRef(r.Bundle) {
+		// Snapshots of this clone dedup against its bundle file (a
+		// registry bundle is not a file to copy pages from).
+		ctl.parent, ctl.parentDigest = r.Bundle, r.Digest.String()
+	}
 	sc := r.Saved.Config
 	info := control.Info{CPUs: sc.CPUs, MemBytes: sc.MemBytes, Kernel: r.Bundle}
 	for _, d := range sc.Disks {
