@@ -59,6 +59,10 @@ if [ "$status" -eq 0 ]; then
 fi
 echo "verify failed as it must (exit status $status)"
 
+# Boot a VM, snapshot it, resume clones lazily (scripts/demo-vm.sh; in the KVM
+# lab without hardware KVM).
+BIN="$BIN" ./scripts/demo-vm.sh
+
 step "smolvm bench: boot vs lazy restore vs QEMU, one run each of a 256 MiB guest (in the KVM lab without hardware KVM)"
 "$SMOLVM" bench --runs 1 --mem 256M --methods "${DEMO_BENCH_METHODS:-boot,uffd-prefetch,qemu-boot,qemu-restore}"
 
