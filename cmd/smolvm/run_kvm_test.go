@@ -243,6 +243,8 @@ func TestKVMRun(t *testing.T) {
 			}
 		}
 	})
+	t.Run("oci", func(t *testing.T) { checkRunOCI(t, root, dir, bundle, blobSHA, c0) })
+	t.Run("frames", func(t *testing.T) { checkFramePages(t, root, dir, bundle, blobSHA) })
 	if got := fileSHA(t, bundle); got != bundleSHA {
 		t.Fatalf("bundle changed by runs: sha256 %s, was %s", got, bundleSHA)
 	}
