@@ -43,8 +43,16 @@ func ValidName(name string) error {
 	if !nameRE.MatchString(name) {
 		return fmt.Errorf("%w %q: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", ErrBadName, name)
 	}
+	if reservedNames[name] {
+		return fmt.Errorf("%w %q: reserved for the bundle daemons' files in the same run directory", ErrBadName, name)
+	}
 	return nil
 }
+
+// reservedNames are folders other parts of smolvm keep beside the VMs'
+// state dirs (fusefs.RunDir's "mounts", the run-started daemons'
+// "bundles"): never VM names, never listed or cleaned as VMs.
+var reservedNames = map[string]bool{"bundles": true, "mounts": true}
 
 // DefaultRoot is where state directories live: $SMOLVM_RUN_DIR if set,
 // else $XDG_RUNTIME_DIR/smolvm, else /run/smolvm.
@@ -183,6 +191,9 @@ func List(root string) ([]Entry, error) {
 			continue
 		}
 		d := Dir{Name: e.Name(), Path: filepath.Join(root, e.Name())}
+		if _, err := os.Lstat(d.PIDFile()); errors.Is(err, fs.ErrNotExist) {
+			continue // Create writes the pid file under the root's lock: without one it is not a VM's dir
+		}
 		l, pid := d.liveness()
 		out = append(out, Entry{Dir: d, PID: pid, Liveness: l})
 	}

@@ -64,7 +64,7 @@ func TestValidName(t *testing.T) {
 	}{
 		{"vm1", true}, {"a", true}, {"web-1.test_2", true}, {strings.Repeat("a", 63), true},
 		{"", false}, {strings.Repeat("a", 64), false}, {".hidden", false}, {"-x", false},
-		{"a/b", false}, {"..", false}, {"a b", false}, {"ä", false},
+		{"a/b", false}, {"..", false}, {"a b", false}, {"ä", false}, {"bundles", false}, {"mounts", false},
 	} {
 		if err := ValidName(c.name); (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrBadName)) {
 			t.Errorf("ValidName(%q) = %v, want ok=%v", c.name, err, c.ok)
@@ -216,5 +216,39 @@ func TestDefaultRoot(t *testing.T) {
 	t.Setenv("SMOLVM_RUN_DIR", "/tmp/x")
 	if r := DefaultRoot(); r != "/tmp/x" {
 		t.Errorf("SMOLVM_RUN_DIR: %s", r)
+	}
+}
+
+// TestListSkipsDaemonFolders: the bundle daemons keep "bundles" and "mounts"
+// (and their logs and locks) in the same run root; List must neither report
+// them as VMs nor leave them for CleanStale, or `smolvm ps` deletes a live
+// daemon's files.
+func TestListSkipsDaemonFolders(t *testing.T) {
+	root := t.TempDir()
+	for _, dir := range []string{"bundles", "mounts", "not-a-vm"} {
+		p := filepath.Join(root, dir)
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(p, "x.log"), []byte("daemon log"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := Create(root, "vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Remove() })
+	ents, err := List(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name != "vm1" {
+		t.Fatalf("List = %+v, want only vm1", ents)
+	}
+	for _, dir := range []string{"bundles", "mounts", "not-a-vm"} {
+		if _, err := os.Stat(filepath.Join(root, dir, "x.log")); err != nil {
+			t.Errorf("%s/x.log: %v", dir, err)
+		}
 	}
 }
