@@ -49,13 +49,14 @@ func (l *faultLoop) settle(limit time.Duration) {
 	}
 }
 
-// prefetchItem is one unit of prefetch work: a fetched frame, or a run of
-// zero pages of one region.
+// prefetchItem is one unit of prefetch work: a fetched frame (img, frame,
+// data), or a run of pages of one region (r, idx, n): zero pages, or with
+// data those pages' bytes.
 type prefetchItem struct {
 	img   chunkstore.Image
 	frame int32
 	data  []byte
-	r     *region // zero run
+	r     *region // page run
 	idx   int64
 	n     int64
 	last  bool // end of the prefetch list
@@ -201,6 +202,13 @@ func (l *faultLoop) handle(ctx context.Context, m uffd.Msg, start time.Time) err
 		return l.faultErr(err, m.Address, r, page, e.Frame)
 	}
 	l.c.latency.record(time.Since(start))
+	if l.rec.recording() {
+		// Recording: the page alone, so that every page the guest
+		// touches faults and the working set lists exactly those (the
+		// frame stays in the fetch cache for its neighbours' faults).
+		l.rec.pages(r.Artifact, page, 1)
+		return nil
+	}
 	if err := l.fillFrame(r.img, e.Frame, data, false); err != nil {
 		return l.faultErr(err, m.Address, r, page, e.Frame)
 	}
@@ -336,9 +344,12 @@ func (l *faultLoop) prefetchOne(it prefetchItem) error {
 		l.c.prefetchDone.Store(true)
 		return nil
 	}
-	if it.r != nil {
+	switch {
+	case it.r != nil && it.data != nil:
+		err = l.fill(it.r, it.idx, it.n, it.data, uffd.CopyModeDontWake, true)
+	case it.r != nil:
 		err = l.fill(it.r, it.idx, it.n, nil, uffd.ZeroPageModeDontWake, true)
-	} else {
+	default:
 		err = l.fillFrame(it.img, it.frame, it.data, true)
 	}
 	if errors.Is(err, errClientGone) {

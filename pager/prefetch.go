@@ -2,6 +2,8 @@ package pager
 
 import (
 	"context"
+
+	"github.com/smolvm/smolvm/format"
 )
 
 // prefetchAhead is how many fetched frames may wait for the fault loop.
@@ -16,7 +18,8 @@ const maxPrefetchZeroRun = 256
 // always go first. Fetch errors skip the frame: a demand fault on it will
 // report the error.
 func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(string, ...any)) {
-	done := map[frameKey]bool{}
+	failed := map[frameKey]bool{}
+	fetched := map[frameKey][]byte{}
 	send := func(it prefetchItem) bool {
 		select {
 		case l.prefetch <- it:
@@ -60,16 +63,36 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 				}
 				next := min(end, e.End()-r.firstPage)
 				k := frameKey{r.Artifact, e.Frame}
-				if !done[k] {
-					done[k] = true
-					data, err := l.fetch(ctx, r.img, e.Frame)
-					if err != nil {
+				if failed[k] {
+					i = next
+					continue
+				}
+				data, ok := fetched[k]
+				if !ok {
+					var err error
+					if data, err = l.fetch(ctx, r.img, e.Frame); err != nil {
 						if ctx.Err() == nil {
 							logf("pager: prefetch %s frame %d: %v (left to demand faults)", r.Artifact, e.Frame, err)
 						}
-					} else if !send(prefetchItem{img: r.img, frame: e.Frame, data: data}) {
-						return
+						failed[k] = true
+						i = next
+						continue
 					}
+					fetched = map[frameKey][]byte{k: data} // the latest frame only: ranges of one frame come together
+				}
+				// Only the listed pages of the frame: a working set
+				// recorded page by page names exactly what the guest
+				// touched.
+				from := (int64(e.Slot) + r.firstPage + i - e.Page) * format.PageSize
+				to := from + (next-i)*format.PageSize
+				if from < 0 || to > int64(len(data)) {
+					logf("pager: prefetch %s frame %d: pages %d..%d do not fit its %d bytes (left to demand faults)", r.Artifact, e.Frame, i, next, len(data))
+					failed[k] = true
+					i = next
+					continue
+				}
+				if !send(prefetchItem{r: r, idx: i, n: next - i, data: data[from:to]}) {
+					return
 				}
 				i = next
 			}

@@ -14,8 +14,9 @@ const WorkingSetVersion = 1
 // WorkingSet is the order in which a resumed VM first needed its pages, as
 // image page ranges of the bundle's artifacts (independent of how they are
 // framed): what a bundle carries (e.g. as a "working-set.json" artifact) so
-// that the next resume prefetches it in order. A range that came from a
-// fault on a frame covers all of the frame's pages of that artifact.
+// that the next resume prefetches it in order. While recording, a fault
+// fills and records the faulting page only (zero pages: the run filled
+// with it); a working set recorded by an older pager may list whole frames.
 type WorkingSet struct {
 	Version  int         `json:"version"`
 	PageSize int         `json:"page_size"`
@@ -101,7 +102,14 @@ func (r *recorder) frame(artifact string, f int32, exts []format.Extent) {
 	}
 }
 
-// pages records a run of (zero) pages.
+// recording says whether faults are being recorded.
+func (r *recorder) recording() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.on
+}
+
+// pages records a run of pages (zero pages, or one faulted page).
 func (r *recorder) pages(artifact string, page, count int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
