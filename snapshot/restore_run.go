@@ -94,6 +94,19 @@ type ReadyResult struct {
 	Memory   MemoryStats `json:"memory"`
 }
 
+// dialTimeouts bound each attempt to connect to a restored guest's agent.
+// A CONNECT that reaches the guest before it has handled the vsock
+// TRANSPORT_RESET of the restore is dropped with the connections the reset
+// ends, and nobody answers it: a short first bound retries it soon instead
+// of waiting out a long one. Later attempts wait longer, for a guest slowed
+// by faulting its memory in.
+var dialTimeouts = []time.Duration{300 * time.Millisecond, 600 * time.Millisecond, 1200 * time.Millisecond, 2500 * time.Millisecond, 5 * time.Second}
+
+// dialTimeout is the bound of attempt n (0-based).
+func dialTimeout(n int) time.Duration {
+	return dialTimeouts[min(n, len(dialTimeouts)-1)]
+}
+
 // Ready waits for the guest agent of the running machine (retrying while
 // the guest's vsock comes back), gives the clone its identity (req), and
 // marks the timeline: the restored guest is ready. With a pager it then
@@ -114,7 +127,7 @@ func (r *Restored) Ready(ctx context.Context, req agent.IdentityRequest) (*Ready
 		if r.Machine.StopReason() != vmm.StopNone {
 			return nil, fmt.Errorf("snapshot: the restored VM stopped (%v) before its agent answered", r.Machine.StopReason())
 		}
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout(res.Attempts))
 		conn, err := agent.DialHybrid(dctx, r.opts.VsockPath, agent.ExecPort)
 		cancel()
 		res.Attempts++

@@ -109,6 +109,8 @@ type runStats struct {
 	Identity  agent.IdentityResult `json:"identity"`
 	Daemon    string               `json:"daemon_mount,omitempty"`
 	NewDaemon bool                 `json:"daemon_started"`
+	// AgentAttempts is how many connections to the agent were tried.
+	AgentAttempts int `json:"agent_attempts"`
 }
 
 // runGCMemoryLimit is the Go heap size at which a uffd clone's process
@@ -334,8 +336,9 @@ func runInClone(ctx context.Context, vsock string, command []string, noStdin boo
 func reportReady(name string, r *snapshot.Restored, ready *snapshot.ReadyResult, f runFlags) {
 	t := r.Timeline
 	m := ready.Memory
-	line := fmt.Sprintf("smolvm: %s: restored (%s) ready in %.3f s (memory set up %.3f s, state %.3f s, agent connected %.3f s); %s of %s RAM read",
-		name, r.Paging, t.Ready.Seconds(), t.Memory.Seconds(), t.Restored.Seconds(), t.Connected.Seconds(), humanBytes(m.BytesRead), humanBytes(r.Saved.Config.MemBytes))
+	line := fmt.Sprintf("smolvm: %s: restored (%s) ready in %.3f s (opened %.3f s, daemon %.3f s, memory set up %.3f s, state %.3f s, resumed %.3f s, agent connected %.3f s after %d attempts); %s of %s RAM read",
+		name, r.Paging, t.Ready.Seconds(), t.Opened.Seconds(), t.Daemon.Seconds(), t.Memory.Seconds(), t.Restored.Seconds(), t.Resumed.Seconds(), t.Connected.Seconds(), ready.Attempts,
+		humanBytes(m.BytesRead), humanBytes(r.Saved.Config.MemBytes))
 	if p := m.Pager; p != nil {
 		line += fmt.Sprintf(", %d faults, %d pages prefetched", p.Faults, p.PrefetchedPages)
 	}
@@ -348,7 +351,7 @@ func reportReady(name string, r *snapshot.Restored, ready *snapshot.ReadyResult,
 	}
 	st := runStats{
 		Bundle: r.Bundle, Name: name, Paging: r.Paging, Prefetch: !f.noPrefetch, MemBytes: r.Saved.Config.MemBytes,
-		ReadyS: t.Ready.Seconds(), Timeline: t, Memory: m, Identity: ready.Identity,
+		ReadyS: t.Ready.Seconds(), Timeline: t, Memory: m, Identity: ready.Identity, AgentAttempts: ready.Attempts,
 	}
 	if r.Daemon != nil {
 		st.Daemon, st.NewDaemon = r.Daemon.MountPoint, r.Daemon.Started
