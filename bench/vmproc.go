@@ -206,15 +206,20 @@ func readRunStats(ctx context.Context, path string) (read, faults int64, phases 
 	}
 }
 
-// timelinePhases turns run's timeline (durations since the restore began,
-// in ns, named NAME_ns) into phases in time order.
+// timelinePhases turns run's timeline (times since the restore began,
+// named NAME_s in seconds or NAME_ns in nanoseconds) into phases in time
+// order; phases not reached (0) are left out.
 func timelinePhases(tl map[string]any) []Phase {
 	var out []Phase
 	for k, v := range tl {
-		ns, ok := v.(float64)
-		name, isNS := strings.CutSuffix(k, "_ns")
-		if ok && isNS && ns > 0 {
-			out = append(out, Phase{Name: name, Seconds: ns / 1e9})
+		x, ok := v.(float64)
+		if !ok || x <= 0 {
+			continue
+		}
+		if name, ok := strings.CutSuffix(k, "_ns"); ok {
+			out = append(out, Phase{Name: name, Seconds: x / 1e9})
+		} else if name, ok := strings.CutSuffix(k, "_s"); ok {
+			out = append(out, Phase{Name: name, Seconds: x})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Seconds < out[j].Seconds })

@@ -147,6 +147,14 @@ func TestReadRunStats(t *testing.T) {
 	if fmt.Sprint(phases) != "[{opened 0.001} {memory 0.5} {ready 2}]" {
 		t.Fatalf("phases %v", phases)
 	}
+	// Seconds, as run writes them now.
+	os.WriteFile(p, []byte(`{"timeline":{"connected_s":0.9,"daemon_s":0,"opened_s":0.001,"ready_s":1.5},"memory":{"bytes_read":1}}`), 0o644)
+	if _, _, phases, err = readRunStats(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(phases) != "[{opened 0.001} {connected 0.9} {ready 1.5}]" {
+		t.Fatalf("phases %v", phases)
+	}
 	os.WriteFile(p, []byte(`{"memory":{"paging":"mmap","bytes_read":8192}}`), 0o644)
 	if read, faults, _, err = readRunStats(context.Background(), p); err != nil || read != 8192 || faults != Unknown {
 		t.Fatalf("mmap stats: %d %d %v", read, faults, err)
