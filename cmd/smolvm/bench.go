@@ -208,10 +208,26 @@ func (f benchFlags) output(rep *bench.Report) error {
 			return err
 		}
 	}
+	var err error
 	if f.asJSON {
-		return bench.WriteJSON(os.Stdout, rep)
+		err = bench.WriteJSON(os.Stdout, rep)
+	} else {
+		err = bench.WriteTable(os.Stdout, rep)
 	}
-	return bench.WriteTable(os.Stdout, rep)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			failed = append(failed, r.Method)
+		}
+	}
+	if len(failed) > 0 {
+		// The report is out (failures named in it); the status says so.
+		return &exitError{code: 1, err: fmt.Errorf("bench: %d result(s) failed: %s", len(failed), strings.Join(failed, ", "))}
+	}
+	return nil
 }
 
 // writeReportFile writes rep as JSON to path (temp file renamed into

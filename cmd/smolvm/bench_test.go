@@ -95,6 +95,12 @@ func TestBenchReportFlag(t *testing.T) {
 	if fi, err := os.Stat(svg); err != nil || fi.Size() < 1000 {
 		t.Fatalf("plot: %v", err)
 	}
+	// A report with a failed method prints it and exits 1.
+	os.WriteFile(rep, []byte(`{"env":{"accel":"nested TCG"},"results":[{"method":"mmap","mem_bytes":268435456,"error":"daemon died"}]}`), 0o644)
+	out, err = exec.Command(bin, "bench", "--report", rep).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "mmap at 256MiB failed: daemon died") {
+		t.Fatalf("failed method: %v %s", err, out)
+	}
 	os.WriteFile(rep, []byte(`{"results":[]}`), 0o644)
 	out, err = exec.Command(bin, "bench", "--report", rep).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "not a bench report") {
