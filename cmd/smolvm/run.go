@@ -44,7 +44,8 @@ guest continues where it was. Guest memory comes from the bundle's daemon
 runs; smolmount -u stops it):
 
   uffd   (default) pages are copied in on first touch, through userfaultfd;
-         the bundle's recorded working set is prefetched in the background
+         the pages of the bundle's recorded working set are copied in
+         before the vCPUs start (--wait-prefetch=false: in the background)
   mmap   a private mapping of the memory file on the daemon's FUSE mount
   eager  all of memory is read and verified before the guest runs
 
@@ -84,7 +85,7 @@ stdout; exec, ps, stop and snapshot work on it).`,
 	fl.StringVar(&f.name, "name", "", "name of the clone (default run-XXXXXXXX): its state dir, hostname, and the NAME for exec/ps/stop/snapshot")
 	fl.StringVar(&f.paging, "paging", "uffd", "how guest memory is read: uffd, mmap or eager")
 	fl.BoolVar(&f.noPrefetch, "no-prefetch", false, "do not prefetch the bundle's working set")
-	fl.BoolVar(&f.waitPrefetch, "wait-prefetch", false, "uffd: start the vCPUs only once the working set is in (fewer faults)")
+	fl.BoolVar(&f.waitPrefetch, "wait-prefetch", true, "uffd: start the vCPUs only once the recorded working set is in (few faults, and only its pages read; --wait-prefetch=false races them)")
 	fl.StringVar(&f.store, "store", "", "chunk store holding a thin bundle's frames")
 	fl.BoolVar(&f.insecure, "insecure", false, "BUNDLE oci://REGISTRY/REPO:TAG over plain HTTP (a local registry)")
 	fl.StringVar(&f.net, "net", "", "the clone's network, when it differs from the saved machine's ("+netFlagHelp+")")

@@ -206,7 +206,7 @@ func TestKVMRun(t *testing.T) {
 	}{
 		{"uffd", []string{"--paging", "uffd"}},
 		{"uffd-noprefetch", []string{"--paging", "uffd", "--no-prefetch"}},
-		{"uffd-waitprefetch", []string{"--paging", "uffd", "--wait-prefetch"}},
+		{"uffd-racing", []string{"--paging", "uffd", "--wait-prefetch=false"}},
 		{"mmap", []string{"--paging", "mmap"}},
 		{"eager", []string{"--paging", "eager"}},
 	} {
