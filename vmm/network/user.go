@@ -250,7 +250,11 @@ func (u *User) Close() error {
 			}
 		}
 		if u.sw != nil {
-			errs = append(errs, u.sw.Close())
+			// cancel may already have closed the switch's connection:
+			// closing it again is not a failure.
+			if err := u.sw.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
 		}
 		done := make(chan struct{})
 		go func() { u.wg.Wait(); close(done) }()
