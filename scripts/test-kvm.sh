@@ -37,7 +37,8 @@ else
 	echo "test-kvm: built in $(($(date +%s) - start)) s; booting the lab"
 	# The lab VM's own kernel (Debian 6.1 under QEMU TCG) has been seen to
 	# panic now and then ("stack guard page was hit ... corrupted stack end
-	# detected inside scheduler") while a TestKVMRun process ran: an
+	# detected inside scheduler") or to lock up both CPUs (labrun gives up
+	# after a 120 s soft lockup: "lab VM wedged") while KVM tests ran: an
 	# infrastructure crash, not a test verdict, and its cause is not known
 	# yet. Then, and only then, the packages that had not finished run once
 	# more in a fresh lab boot, and the log says so. Every test result of
@@ -62,7 +63,7 @@ else
 		rc=${PIPESTATUS[0]}
 		set -e
 		cat "$log.$attempt" >>"$log"
-		if [ "$rc" -ne 125 ] || ! grep -q 'Kernel panic' "$log.$attempt" || [ "$attempt" -eq 2 ]; then
+		if [ "$rc" -ne 125 ] || ! grep -qE 'Kernel panic|lab VM wedged' "$log.$attempt" || [ "$attempt" -eq 2 ]; then
 			break
 		fi
 		left=()

@@ -24,6 +24,9 @@ var (
 	ErrUnavailable = errors.New("lab unavailable")
 	// ErrTimeout: the run took longer than Options.Timeout; QEMU was killed.
 	ErrTimeout = errors.New("lab timed out")
+	// ErrWedged: the lab VM's own kernel locked up or panicked (see
+	// watchConsole); an infrastructure failure, not a verdict on the command.
+	ErrWedged = errors.New("lab VM wedged")
 	// ErrNoStatus: the VM ended without reporting the command's exit status.
 	ErrNoStatus = errors.New("lab VM ended without an exit status")
 )
@@ -89,6 +92,7 @@ func Run(ctx context.Context, o Options) (exitCode int, err error) {
 	if o.ConsoleLog != "" {
 		consoleLog = o.ConsoleLog
 	}
+	ctx, wedged := watchConsole(ctx, consoleLog)
 	cmd := exec.CommandContext(ctx, o.QEMU, qemuArgs(o, initrd, ctl, consoleLog)...)
 	mw := newMarkerWriter(o.Stdout, nonce)
 	var qemuErr bytes.Buffer
@@ -101,6 +105,8 @@ func Run(ctx context.Context, o Options) (exitCode int, err error) {
 
 	code, found := mw.status()
 	switch {
+	case wedged():
+		return -1, fmt.Errorf("lab: %w after %v (QEMU killed); %s", ErrWedged, time.Since(start).Round(time.Second), consoleTail(consoleLog))
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return -1, fmt.Errorf("lab: %w after %v (QEMU killed); %s", ErrTimeout, o.Timeout, consoleTail(consoleLog))
 	case ctx.Err() != nil:
