@@ -42,7 +42,7 @@ else
 	# infrastructure crash, not a test verdict, and its cause is not known
 	# yet. Then, and only then, the packages that had not finished run again
 	# in a fresh lab boot (at most two more boots), and the log says so. Every test result of
-	# both boots counts.
+	# every boot counts.
 	: >"$log"
 	todo=("${dirs[@]}")
 	for attempt in 1 2 3; do
