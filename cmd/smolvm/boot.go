@@ -117,7 +117,7 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 		return f.named(err)
 	}
 	defer m.Close()
-	if err := ctl.start(m, control.Info{CPUs: f.cpus, MemBytes: mem, Kernel: f.kernel, Initrd: f.initrd}); err != nil {
+	if err := ctl.start(m, control.Info{CPUs: f.cpus, MemBytes: mem, Kernel: f.kernel, Initrd: f.initrd, Forwards: publishedForwards(netCfg)}); err != nil {
 		return f.named(err)
 	}
 

@@ -41,3 +41,16 @@ func parseNetFlags(mode string, publish []string) (*vmm.NetConfig, error) {
 	}
 	return nc, nil
 }
+
+// publishedForwards is what `smolvm ps` shows of nc's forwards
+// (control.Info.Forwards): "127.0.0.1:8080->80/tcp" each.
+func publishedForwards(nc *vmm.NetConfig) []string {
+	if nc == nil {
+		return nil
+	}
+	var out []string
+	for _, f := range nc.Forwards {
+		out = append(out, f.Published())
+	}
+	return out
+}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -31,14 +33,14 @@ func init() {
 died are removed (and reported on stderr).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runPS(asJSON)
+			return runPS(os.Stdout, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	register(cmd)
 }
 
-func runPS(asJSON bool) error {
+func runPS(w io.Writer, asJSON bool) error {
 	root := control.DefaultRoot()
 	ents, err := control.List(root)
 	if err != nil {
@@ -63,20 +65,23 @@ func runPS(asJSON bool) error {
 		out = append(out, p)
 	}
 	if asJSON {
-		return writeJSON(os.Stdout, out)
+		return writeJSON(w, out)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPID\tSTATE\tREADY\tUPTIME\tCPUS\tMEMORY")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPID\tSTATE\tREADY\tUPTIME\tCPUS\tMEMORY\tFORWARDS")
 	for _, p := range out {
-		ready, uptime, cpus, mem := "-", "-", "-", "-"
+		ready, uptime, cpus, mem, fwd := "-", "-", "-", "-", "-"
 		if st := p.Status; st != nil {
 			if st.Ready {
 				ready = fmt.Sprintf("%.2fs", st.ReadySeconds)
 			}
 			uptime = time.Since(st.StartedAt).Round(time.Second).String()
 			cpus, mem = fmt.Sprint(st.CPUs), humanBytes(st.MemBytes)
+			if len(st.Forwards) > 0 {
+				fwd = strings.Join(st.Forwards, ",")
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.PID, p.State, ready, uptime, cpus, mem)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.PID, p.State, ready, uptime, cpus, mem, fwd)
 	}
 	return tw.Flush()
 }

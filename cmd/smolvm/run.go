@@ -206,7 +206,7 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 		ctl.parent, ctl.parentDigest = r.Bundle, r.Digest.String()
 	}
 	sc := r.Saved.Config
-	info := control.Info{CPUs: sc.CPUs, MemBytes: sc.MemBytes, Kernel: r.Bundle}
+	info := control.Info{CPUs: sc.CPUs, MemBytes: sc.MemBytes, Kernel: r.Bundle, Forwards: publishedForwards(netCfg)}
 	for _, d := range sc.Disks {
 		info.Disks = append(info.Disks, d.Name)
 	}

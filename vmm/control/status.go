@@ -41,6 +41,9 @@ type Info struct {
 	Disks    []string `json:"disks,omitempty"`
 	StateDir string   `json:"state_dir"`
 	Vsock    string   `json:"vsock_socket,omitempty"`
+	// Forwards are the host ports forwarded to the guest (-p), in Docker's
+	// ps form "127.0.0.1:8080->80/tcp".
+	Forwards []string `json:"forwards,omitempty"`
 }
 
 // Status is GET /status's answer.

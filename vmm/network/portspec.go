@@ -45,6 +45,12 @@ func (f PortForward) String() string {
 	return fmt.Sprintf("%s:%d:%d/%s", ip, f.HostPort, f.GuestPort, f.Proto)
 }
 
+// Published is the forward as `smolvm ps` shows it, Docker's
+// "HOSTIP:HOSTPORT->GUESTPORT/PROTO" ("[::1]:2222->22/tcp" for IPv6).
+func (f PortForward) Published() string {
+	return fmt.Sprintf("%s->%d/%s", f.HostAddr(), f.GuestPort, f.Proto)
+}
+
 // HostAddr is HOSTIP:HOSTPORT.
 func (f PortForward) HostAddr() string {
 	return netip.AddrPortFrom(f.HostIP, f.HostPort).String()

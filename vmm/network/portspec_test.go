@@ -51,6 +51,23 @@ func TestParsePortForward(t *testing.T) {
 	}
 }
 
+func TestPortForwardPublished(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"8080:80", "127.0.0.1:8080->80/tcp"},
+		{"0.0.0.0:53:5353/udp", "0.0.0.0:53->5353/udp"},
+		{"[::1]:2222:22", "[::1]:2222->22/tcp"},
+		{"[::ffff:10.0.0.1]:1:65535/tcp", "10.0.0.1:1->65535/tcp"},
+	} {
+		f, err := network.ParsePortForward(tc.in)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		if got := f.Published(); got != tc.want {
+			t.Errorf("%q: Published() = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestParseMode(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
