@@ -42,6 +42,11 @@ type Options struct {
 	Timeout time.Duration // whole run, boot included; 0 means 10 minutes
 	Stdout  io.Writer     // the command's stdout and stderr, merged; nil means os.Stdout
 
+	// Silence, when > 0, gives the lab up as wedged (ErrWedged) once neither
+	// its kernel console nor the command's output has grown for that long:
+	// a lab VM that stalls without a panic or lockup message.
+	Silence time.Duration
+
 	// ConsoleLog, when set, is where the lab VM's kernel console is written
 	// (kept after the run); by default it goes to a temporary file.
 	ConsoleLog string
@@ -92,11 +97,12 @@ func Run(ctx context.Context, o Options) (exitCode int, err error) {
 	if o.ConsoleLog != "" {
 		consoleLog = o.ConsoleLog
 	}
-	ctx, wedged := watchConsole(ctx, consoleLog)
+	act := &activity{}
+	ctx, wedged := watchConsole(ctx, consoleLog, act, o.Silence)
 	cmd := exec.CommandContext(ctx, o.QEMU, qemuArgs(o, initrd, ctl, consoleLog)...)
 	mw := newMarkerWriter(o.Stdout, nonce)
 	var qemuErr bytes.Buffer
-	cmd.Stdout = mw
+	cmd.Stdout = activeWriter{w: mw, a: act}
 	cmd.Stderr = &qemuErr
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
@@ -105,8 +111,8 @@ func Run(ctx context.Context, o Options) (exitCode int, err error) {
 
 	code, found := mw.status()
 	switch {
-	case wedged():
-		return -1, fmt.Errorf("lab: %w after %v (QEMU killed); %s", ErrWedged, time.Since(start).Round(time.Second), consoleTail(consoleLog))
+	case wedged() != "":
+		return -1, fmt.Errorf("lab: %w after %v: %s (QEMU killed); %s", ErrWedged, time.Since(start).Round(time.Second), wedged(), consoleTail(consoleLog))
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return -1, fmt.Errorf("lab: %w after %v (QEMU killed); %s", ErrTimeout, o.Timeout, consoleTail(consoleLog))
 	case ctx.Err() != nil:

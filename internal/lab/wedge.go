@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strconv"
@@ -14,8 +16,8 @@ import (
 // under a loaded host; a CPU stuck this long has never come back.
 const wedgeLockup = 120
 
-// wedgePoll is how often the console is read.
-const wedgePoll = 5 * time.Second
+// wedgePoll is how often the console is read (a variable for tests).
+var wedgePoll = 5 * time.Second
 
 var (
 	lockupRE = regexp.MustCompile(`soft lockup - CPU#\d+ stuck for (\d+)s`)
@@ -36,27 +38,60 @@ func consoleWedged(console []byte) bool {
 	return false
 }
 
+// activity records when the lab last showed a sign of life on the command's
+// output channel; the console file's size is the other sign.
+type activity struct{ last atomic.Int64 } // unix nanoseconds
+
+func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
+
+func (a *activity) since() time.Duration { return time.Since(time.Unix(0, a.last.Load())) }
+
+// activeWriter passes writes through and records their time.
+type activeWriter struct {
+	w io.Writer
+	a *activity
+}
+
+func (w activeWriter) Write(p []byte) (int, error) {
+	w.a.touch()
+	return w.w.Write(p)
+}
+
 // watchConsole cancels the returned context once the console file shows the
-// lab VM wedged, so a dead lab costs minutes, not the whole timeout. The
-// function reports whether that happened. The watcher ends with ctx.
-func watchConsole(parent context.Context, file string) (context.Context, func() bool) {
+// lab VM wedged, or (silence > 0) once neither the console nor the output
+// channel act has grown for silence, so a dead lab costs minutes, not the
+// whole timeout. The function returns why it gave up ("" if it did not).
+// The watcher ends with ctx.
+func watchConsole(parent context.Context, file string, act *activity, silence time.Duration) (context.Context, func() string) {
 	ctx, cancel := context.WithCancel(parent)
-	var hit atomic.Bool
+	var why atomic.Value
+	why.Store("")
+	act.touch()
 	go func() {
 		defer cancel()
 		t := time.NewTicker(wedgePoll)
 		defer t.Stop()
+		size := int64(-1)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if b, err := os.ReadFile(file); err == nil && consoleWedged(b) {
-					hit.Store(true)
+				b, err := os.ReadFile(file)
+				if err == nil && consoleWedged(b) {
+					why.Store("its kernel panicked or a CPU locked up")
+					return
+				}
+				if n := int64(len(b)); n != size {
+					size = n
+					act.touch()
+				}
+				if silence > 0 && act.since() >= silence {
+					why.Store(fmt.Sprintf("no output on its console or from the command for %v", silence))
 					return
 				}
 			}
 		}
 	}()
-	return ctx, hit.Load
+	return ctx, func() string { return why.Load().(string) }
 }

@@ -1,6 +1,14 @@
 package lab
 
-import "testing"
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestConsoleWedged(t *testing.T) {
 	for _, c := range []struct {
@@ -17,5 +25,57 @@ func TestConsoleWedged(t *testing.T) {
 		if got := consoleWedged([]byte(c.console)); got != c.want {
 			t.Errorf("consoleWedged(%q) = %v, want %v", c.console, got, c.want)
 		}
+	}
+}
+
+// TestWatchConsole drives the watcher with a console file and an output
+// channel that grow, stall or show a panic.
+func TestWatchConsole(t *testing.T) {
+	old := wedgePoll
+	wedgePoll = 10 * time.Millisecond
+	t.Cleanup(func() { wedgePoll = old })
+	for _, c := range []struct {
+		name    string
+		silence time.Duration
+		feed    func(console *os.File, out io.Writer) // called every 5 ms
+		want    string                                // substring of the reason; "" = not given up
+	}{
+		{"console grows", 60 * time.Millisecond, func(f *os.File, _ io.Writer) { f.WriteString("x\n") }, ""},
+		{"output grows", 60 * time.Millisecond, func(_ *os.File, w io.Writer) { w.Write([]byte("y\n")) }, ""},
+		{"silent", 60 * time.Millisecond, func(*os.File, io.Writer) {}, "no output"},
+		{"silent, no limit", 0, func(*os.File, io.Writer) {}, ""},
+		{"panic", 0, func(f *os.File, _ io.Writer) { f.WriteString("Kernel panic - not syncing: x\n") }, "panicked"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "console.log")
+			f, err := os.Create(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			act := &activity{}
+			parent, stop := context.WithTimeout(context.Background(), 400*time.Millisecond)
+			defer stop()
+			ctx, why := watchConsole(parent, file, act, c.silence)
+			out := activeWriter{w: io.Discard, a: act}
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+		loop:
+			for {
+				select {
+				case <-ctx.Done():
+					break loop
+				case <-tick.C:
+					c.feed(f, out)
+				}
+			}
+			got := why()
+			if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+				t.Fatalf("gave up for %q, want %q", got, c.want)
+			}
+			if c.want != "" && parent.Err() != nil {
+				t.Fatal("the watcher did not give up before the run's own deadline")
+			}
+		})
 	}
 }
