@@ -94,6 +94,12 @@ func (c *Cache) readFrame(d format.Digest) ([]byte, bool) {
 	return b, true
 }
 
+// hasFrame reports whether frame d is in the frame cache (not verified).
+func (c *Cache) hasFrame(d format.Digest) bool {
+	_, err := os.Stat(c.framePath(d))
+	return err == nil
+}
+
 // putFrame caches a verified frame (best effort: a failure costs a fetch).
 func (c *Cache) putFrame(d format.Digest, raw []byte) {
 	p := c.framePath(d)

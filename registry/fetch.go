@@ -54,8 +54,9 @@ func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
 // fetchRange reads length bytes at off of blob d (a sha256 digest string)
-// with an HTTP range request, retrying transient failures.
-func (p *repo) fetchRange(ctx context.Context, d string, off, length int64, o FetchOptions, ctr *netCounters) ([]byte, error) {
+// with an HTTP range request, retrying transient failures. lg says why (and
+// which frames) for the request log; each attempt is logged.
+func (p *repo) fetchRange(ctx context.Context, d string, off, length int64, o FetchOptions, ctr *netCounters, lg reqRecord) ([]byte, error) {
 	o = o.withDefaults()
 	var last error
 	for attempt := 0; attempt < o.Attempts; attempt++ {
@@ -69,7 +70,13 @@ func (p *repo) fetchRange(ctx context.Context, d string, off, length int64, o Fe
 			case <-t.C:
 			}
 		}
+		start := time.Now()
 		b, err := p.fetchRangeOnce(ctx, d, off, length, o.RequestTimeout, ctr)
+		lg.Time, lg.Blob, lg.Off, lg.Len, lg.Ms = start.UTC().Format(time.RFC3339Nano), d, off, length, since(start)
+		if err != nil {
+			lg.Err = err.Error()
+		}
+		logRequest(lg)
 		if err == nil {
 			return b, nil
 		}

@@ -53,9 +53,13 @@ func (g *demandGate) idle(ctx context.Context) error {
 
 // StartPrefetch fetches the frames holding the manifest's working set
 // (memory pages in first-touch order) into the shared frame cache in the
-// background, with workers goroutines (default 2), each fetch waiting while
-// a demand read is on the network. Close stops it. Frames already cached are
-// skipped; failures are left for the demand read to report.
+// background, with workers goroutines (default 2). Frames back to back in a
+// pack are fetched together, one range request per run of at most
+// DefaultMaxRun bytes (nothing but working-set frames is fetched), runs in
+// the order of their first-touched frame; a demand read of a planned frame
+// takes its whole run at once. Each run waits while a demand read is on the
+// network. Close stops it. Frames already cached are skipped; failures are
+// left for the demand read to report.
 func (l *Lazy) StartPrefetch(workers int) {
 	if workers <= 0 {
 		workers = 2
@@ -63,15 +67,21 @@ func (l *Lazy) StartPrefetch(workers int) {
 	l.prefetchOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		l.stopPrefetch = cancel
-		frames := l.workingSetFrames()
-		next := make(chan int)
+		var frames []int
+		for _, i := range l.workingSetFrames() {
+			if !l.src.local(i) {
+				frames = append(frames, i)
+			}
+		}
+		runs := l.src.setPlan(groupRuns(frames, l.src.cfg.locs, DefaultMaxRun))
+		next := make(chan *prefetchRun)
 		l.prefetchWG.Add(workers + 1)
 		go func() {
 			defer l.prefetchWG.Done()
 			defer close(next)
-			for _, i := range frames {
+			for _, r := range runs {
 				select {
-				case next <- i:
+				case next <- r:
 				case <-ctx.Done():
 					return
 				}
@@ -80,14 +90,17 @@ func (l *Lazy) StartPrefetch(workers int) {
 		for range workers {
 			go func() {
 				defer l.prefetchWG.Done()
-				for i := range next {
+				for r := range next {
 					if l.src.gate.idle(ctx) != nil {
 						return
 					}
-					fctx, c := context.WithTimeout(ctx, 2*time.Minute)
-					if _, err := l.src.frameFor(fctx, i, true); err == nil {
-						l.prefetched.Add(1)
+					claimed := l.src.take(r)
+					if len(claimed) == 0 {
+						continue
 					}
+					l.src.sortByPlace(claimed)
+					fctx, c := context.WithTimeout(ctx, 2*time.Minute)
+					l.prefetched.Add(int64(l.src.fetchRunsCount(fctx, claimed, "prefetch")))
 					c()
 				}
 			}()

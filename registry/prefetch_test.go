@@ -36,19 +36,31 @@ func TestPrefetchWorkingSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lz.Close()
-	want := len(lz.workingSetFrames())
+	wsFrames := lz.workingSetFrames()
+	want := len(wsFrames)
 	if want < 3 {
 		t.Fatalf("working set spans %d frames: test needs more", want)
 	}
+	var wantBytes int64
+	for _, i := range wsFrames {
+		wantBytes += lz.src.cfg.locs[i].length
+	}
+	runs := groupRuns(wsFrames, lz.src.cfg.locs, DefaultMaxRun)
 	lz.StartPrefetch(2)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := lz.PrefetchWait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	before := lz.NetStats().Requests
-	if lz.Prefetched() != int64(want) || before != int64(want) {
-		t.Fatalf("prefetched %d frames with %d requests, the working set has %d", lz.Prefetched(), before, want)
+	ns := lz.NetStats()
+	before := ns.Requests
+	t.Logf("working set: %d frames, %d bytes: prefetched with %d range requests, %d bytes", want, wantBytes, ns.Requests, ns.Bytes)
+	if lz.Prefetched() != int64(want) || before != int64(len(runs)) || ns.Bytes != wantBytes {
+		t.Fatalf("prefetched %d frames with %d requests and %d bytes; the working set has %d frames of %d bytes in %d runs",
+			lz.Prefetched(), before, ns.Bytes, want, wantBytes, len(runs))
+	}
+	if len(runs) >= want {
+		t.Fatalf("%d runs for %d frames: nothing coalesced (the ranges are contiguous pages)", len(runs), want)
 	}
 	im, _ := lz.Image("memory")
 	buf := make([]byte, format.PageSize)

@@ -286,7 +286,7 @@ func (p *repo) downloadPack(ctx context.Context, cache *Cache, pr PackRef, opts 
 func (p *repo) fetchPackTo(ctx context.Context, pf *os.File, pr PackRef, from int64, h hash.Hash, opts PullOptions, ctr *netCounters, progress func(int64)) error {
 	for off := from; off < pr.Size; {
 		n := min(opts.ChunkSize, pr.Size-off)
-		b, err := p.fetchRange(ctx, pr.Digest, off, n, opts.Fetch, ctr)
+		b, err := p.fetchRange(ctx, pr.Digest, off, n, opts.Fetch, ctr, reqRecord{Why: "pack"})
 		if err != nil {
 			return fmt.Errorf("registry: pack %s: %w", pr.Digest, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/smolvm/smolvm/chunkstore"
+	"github.com/smolvm/smolvm/registry"
 	"github.com/smolvm/smolvm/registry/registrytest"
 	"github.com/smolvm/smolvm/snapshot"
 )
@@ -57,12 +58,16 @@ func checkFramePages(t *testing.T, root, dir, bundle, blobSHA string) {
 		}
 		cache := filepath.Join(dir, "frames-cache"+strconv.Itoa(n))
 		t.Setenv("XDG_CACHE_HOME", cache)
+		reqLog := filepath.Join(dir, "frames-requests"+strconv.Itoa(n)+".jsonl")
+		t.Setenv(registry.LogEnv, reqLog) // run and its daemon log every range request
 		o, errOut, code = smolvmIn(t, root, 5*time.Minute, "run", "--insecure", "oci://"+ref, "--name", name+"-oci", "--ready-timeout", "150s",
 			"--", "cat", "/tmp/counter")
 		if code != 0 {
 			t.Fatalf("run oci://%s: exit %d\nstdout: %s\nstderr: %s", ref, code, o, errOut)
 		}
 		fetched := dirBytes(t, cache)
+		t.Logf("figure: %d pages/frame: oci:// run: %v", n, ociFetchReport(t, out, cache, reqLog))
+		keepForStudy(t, "frames"+strconv.Itoa(n), out, cache, reqLog)
 		t.Logf("figure: %d pages/frame: oci:// run fetched %.1f MiB of %.1f MiB stored (%.1f%%): %s", n,
 			float64(fetched)/(1<<20), float64(fileSize(t, out))/(1<<20), 100*float64(fetched)/float64(fileSize(t, out)), lastLine(errOut))
 		t.Logf("figure: %d pages/frame: bundle %.1f MiB, working set %.1f MiB, RAM read before ready %.1f MiB (%.1f%% of %d MiB), ready %.3f s",

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/smolvm/smolvm/chunkstore"
+	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/registry/registrytest"
 )
 
@@ -83,4 +90,171 @@ func dirBytes(t *testing.T, dir string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// fetchReport says where a cold oci:// run's registry bytes went: the
+// request log ($SMOLVM_REGISTRY_LOG of run and daemon) and the frames in the
+// fresh shared cache, classed by what they hold, against the bundle pushed.
+type fetchReport struct {
+	requests, demand, prefetch int   // range requests (each attempt)
+	netBytes                   int64 // bytes asked for by them
+	dupFrames                  int   // frames fetched more than once
+	dupBytes                   int64
+	// Frames in the cache: holding working-set pages, other memory, state,
+	// anything else (bytes, count).
+	ws, mem, state, other     int64
+	wsN, memN, stateN, otherN int
+	wsFrames                  int   // frames of the bundle holding working-set pages
+	wsFrameBytes              int64 // their compressed bytes
+	wsPages                   int64
+	hotBytes                  int64 // the working-set pages alone, compressed 32 to a frame in list order
+	tailBytes, frameData      int64
+}
+
+func (r fetchReport) String() string {
+	mib := func(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 2, 64) }
+	return fmt.Sprintf("%d range requests (%d demand, %d prefetch, %s MiB; %d frames fetched twice, %s MiB); "+
+		"cache: working-set frames %d (%s MiB), other memory %d (%s MiB), state %d (%s MiB), other %d (%s MiB); "+
+		"the bundle's working-set frames %d (%s MiB, %d pages), those pages alone compressed %s MiB; bundle frames %s MiB, TOC+manifest %s MiB",
+		r.requests, r.demand, r.prefetch, mib(r.netBytes), r.dupFrames, mib(r.dupBytes),
+		r.wsN, mib(r.ws), r.memN, mib(r.mem), r.stateN, mib(r.state), r.otherN, mib(r.other),
+		r.wsFrames, mib(r.wsFrameBytes), r.wsPages, mib(r.hotBytes), mib(r.frameData), mib(r.tailBytes))
+}
+
+func ociFetchReport(t *testing.T, bundle, cache, logPath string) fetchReport {
+	t.Helper()
+	var r fetchReport
+	if b, err := os.ReadFile(logPath); err == nil {
+		type rec struct {
+			Why    string `json:"why"`
+			Blob   string `json:"blob"`
+			Off    int64  `json:"off"`
+			Len    int64  `json:"len"`
+			Frames int    `json:"frames"`
+			Err    string `json:"err"`
+		}
+		seen := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var q rec
+			if json.Unmarshal([]byte(line), &q) != nil {
+				continue
+			}
+			r.requests++
+			r.netBytes += q.Len
+			switch q.Why {
+			case "demand":
+				r.demand++
+			case "prefetch":
+				r.prefetch++
+			}
+			k := q.Blob + "@" + strconv.FormatInt(q.Off, 10)
+			if q.Err == "" {
+				if seen[k]++; seen[k] == 2 {
+					r.dupFrames++
+				}
+				if seen[k] >= 2 {
+					r.dupBytes += q.Len
+				}
+			}
+		}
+	}
+	cb, err := chunkstore.Open(bundle, chunkstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	fr := cb.Format()
+	class := map[int]string{}
+	for _, a := range fr.Manifest().Artifacts {
+		for _, e := range a.Extents {
+			if _, ok := class[int(e.Frame)]; !ok || a.Name == "memory" {
+				class[int(e.Frame)] = a.Name
+			}
+		}
+	}
+	man := fr.Manifest()
+	wsFrame := map[int32]bool{}
+	mem := man.Artifact("memory")
+	im, err := cb.Image("memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hot []byte
+	page := make([]byte, format.PageSize)
+	flush := func() {
+		if len(hot) > 0 {
+			r.hotBytes += int64(len(format.EncodeFrame(nil, hot)))
+			hot = hot[:0]
+		}
+	}
+	for _, pr := range man.WorkingSet {
+		for pg := pr.Page; pg < pr.Page+pr.Count; pg++ {
+			e, ok := mem.Locate(pg)
+			if !ok {
+				continue // a zero page: never stored, never fetched
+			}
+			r.wsPages++
+			if !wsFrame[e.Frame] {
+				wsFrame[e.Frame] = true
+				r.wsFrameBytes += fr.Frame(int(e.Frame)).Length
+			}
+			if _, err := im.ReadAt(page, pg*format.PageSize); err != nil {
+				t.Fatal(err)
+			}
+			if hot = append(hot, page...); len(hot) == 32*format.PageSize {
+				flush()
+			}
+		}
+	}
+	flush()
+	r.wsFrames = len(wsFrame)
+	for i := range fr.Frames() {
+		r.frameData += fr.Frame(i).Length
+	}
+	r.tailBytes = fr.Size() - fr.Trailer().TOCOffset
+	_ = filepath.WalkDir(filepath.Join(cache, "smolvm", "frames"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		dg, err := format.ParseDigest("sha256:" + d.Name())
+		if err != nil {
+			return nil
+		}
+		i, ok := fr.FrameIndex(dg)
+		if !ok {
+			r.other += fileSize(t, p)
+			r.otherN++
+			return nil
+		}
+		n := fr.Frame(i).Length
+		switch {
+		case wsFrame[int32(i)]:
+			r.ws, r.wsN = r.ws+n, r.wsN+1
+		case class[i] == "memory":
+			r.mem, r.memN = r.mem+n, r.memN+1
+		case class[i] == "state":
+			r.state, r.stateN = r.state+n, r.stateN+1
+		default:
+			r.other, r.otherN = r.other+n, r.otherN+1
+		}
+		return nil
+	})
+	return r
+}
+
+// keepForStudy copies files into $SMOLVM_KEEP_DIR (a lab share) when set.
+func keepForStudy(t *testing.T, name string, paths ...string) {
+	keep := os.Getenv("SMOLVM_KEEP_DIR")
+	if keep == "" {
+		return
+	}
+	dst := filepath.Join(keep, name)
+	args := append([]string{"-a"}, paths...)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Logf("keep: %v", err)
+		return
+	}
+	if out, err := exec.Command("cp", append(args, dst)...).CombinedOutput(); err != nil {
+		t.Logf("keep %v: %v: %s", paths, err, out)
+	}
 }
