@@ -131,6 +131,11 @@ type Restored struct {
 	eagerBytes int64
 	// fsBefore: the daemon's FUSE bytes read before an mmap restore.
 	fsBefore int64
+	// prefetchComplete: the working set was in before the vCPUs ran;
+	// access measures its use from then (restore_access.go).
+	prefetchComplete bool
+	access           *pager.AccessTracker
+	accessErr        error
 
 	populate   sync.WaitGroup
 	stopFill   context.CancelFunc
@@ -329,6 +334,7 @@ func (r *Restored) Close() error {
 			errs = append(errs, r.Machine.Close())
 		}
 		r.releaseMemory()
+		errs = append(errs, r.closeAccess())
 		switch {
 		case r.lazy != nil:
 			errs = append(errs, r.lazy.Close())

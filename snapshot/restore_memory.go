@@ -30,7 +30,7 @@ func (r *Restored) setupMemory(ctx context.Context) error {
 	case PagingUFFD:
 		return r.attachPager(ctx)
 	case PagingMmap:
-		return r.startPopulate()
+		return r.startPopulate(ctx)
 	default:
 		return r.fillEager(ctx)
 	}
@@ -50,17 +50,21 @@ func (r *Restored) workingSet() *pager.WorkingSet {
 	return ws
 }
 
-// attachPager registers guest RAM with the daemon's pager.
-func (r *Restored) attachPager(ctx context.Context) error {
-	ram := r.Machine.RAM()
+// ramRegions is guest RAM as pager regions of the memory artifact.
+func (r *Restored) ramRegions() []pager.Region {
 	var regions []pager.Region
-	for i, reg := range ram {
+	for i, reg := range r.Machine.RAM() {
 		regions = append(regions, pager.Region{
 			HostAddr: pager.HostAddr(reg.Data), Length: uint64(len(reg.Data)),
 			Artifact: format.ArtifactMemory, Offset: int64(r.Saved.Memory[i].Offset),
 		})
 	}
-	c, fd, err := pager.Attach(ctx, r.Daemon.Socket, regions, pager.RegisterOptions{Record: r.opts.Record, Prefetch: r.workingSet()})
+	return regions
+}
+
+// attachPager registers guest RAM with the daemon's pager.
+func (r *Restored) attachPager(ctx context.Context) error {
+	c, fd, err := pager.Attach(ctx, r.Daemon.Socket, r.ramRegions(), pager.RegisterOptions{Record: r.opts.Record, Prefetch: r.workingSet()})
 	if err != nil {
 		return fmt.Errorf("snapshot: %s: %w", r.Bundle, err)
 	}
@@ -73,20 +77,25 @@ func (r *Restored) attachPager(ctx context.Context) error {
 	return nil
 }
 
+// prefetchTimeout bounds waiting for the prefetch (default 30 s).
+func (r *Restored) prefetchTimeout() time.Duration {
+	if r.opts.PrefetchTimeout > 0 {
+		return r.opts.PrefetchTimeout
+	}
+	return 30 * time.Second
+}
+
 // waitPrefetch polls the daemon until it has worked through the working
 // set, or PrefetchTimeout passes (then the guest starts anyway).
 func (r *Restored) waitPrefetch(ctx context.Context) error {
-	limit := r.opts.PrefetchTimeout
-	if limit <= 0 {
-		limit = 30 * time.Second
-	}
-	deadline := time.Now().Add(limit)
+	deadline := time.Now().Add(r.prefetchTimeout())
 	for time.Now().Before(deadline) {
 		st, err := r.client.Stats(ctx)
 		if err != nil {
 			return fmt.Errorf("snapshot: %s: waiting for prefetch: %w", r.Bundle, err)
 		}
 		if st.PrefetchDone {
+			r.prefetchComplete = true
 			return nil
 		}
 		if err := r.FaultErr(); err != nil {
@@ -102,23 +111,20 @@ func (r *Restored) waitPrefetch(ctx context.Context) error {
 }
 
 // startPopulate reads the working set's pages into the private file
-// mapping in the background (MADV_POPULATE_READ: page-cache pages mapped
-// read-only, shared between clones), racing the guest.
-func (r *Restored) startPopulate() error {
+// mapping (MADV_POPULATE_READ: page-cache pages mapped read-only, shared
+// between clones): before the vCPUs run with WaitPrefetch (bounded by
+// PrefetchTimeout), else in the background, racing the guest.
+func (r *Restored) startPopulate(ctx context.Context) error {
 	r.fsBefore = r.fsBytesRead()
 	ws := r.workingSet()
 	if ws == nil {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.stopFill = cancel
 	ram := r.Machine.RAM()
-	r.populate.Add(1)
-	go func() {
-		defer r.populate.Done()
+	populate := func(ctx context.Context) bool {
 		for _, pr := range ws.Ranges {
 			if ctx.Err() != nil {
-				return
+				return false
 			}
 			b := ramSlice(ram, r.Saved.Memory, pr.Page*format.PageSize, pr.Count*format.PageSize)
 			if b == nil {
@@ -128,6 +134,20 @@ func (r *Restored) startPopulate() error {
 				_ = unix.Madvise(b, unix.MADV_WILLNEED) // before Linux 5.14
 			}
 		}
+		return true
+	}
+	if r.opts.WaitPrefetch {
+		wctx, cancel := context.WithTimeout(ctx, r.prefetchTimeout())
+		defer cancel()
+		r.prefetchComplete = populate(wctx)
+		return ctx.Err()
+	}
+	bctx, cancel := context.WithCancel(context.Background())
+	r.stopFill = cancel
+	r.populate.Add(1)
+	go func() {
+		defer r.populate.Done()
+		populate(bctx)
 	}()
 	return nil
 }
@@ -210,6 +230,11 @@ type MemoryStats struct {
 	BytesRead int64 `json:"bytes_read"`
 	// Pager is the daemon's counters for this VM (uffd only).
 	Pager *pager.Stats `json:"pager,omitempty"`
+	// PrefetchUse is how the guest used the working set prefetched before
+	// its vCPUs first ran, from when they did (uffd and mmap, with the
+	// prefetch complete first); PrefetchUseError says why it is missing.
+	PrefetchUse      *pager.PrefetchUse `json:"prefetch_use,omitempty"`
+	PrefetchUseError string             `json:"prefetch_use_error,omitempty"`
 }
 
 // MemoryStats reports how much memory was read so far.
@@ -229,6 +254,7 @@ func (r *Restored) MemoryStats(ctx context.Context) (MemoryStats, error) {
 	default:
 		ms.BytesRead = r.eagerBytes
 	}
+	ms.PrefetchUse, ms.PrefetchUseError = r.prefetchUse()
 	return ms, nil
 }
 

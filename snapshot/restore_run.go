@@ -19,6 +19,7 @@ import (
 // the machine is stopped and Run returns that error, naming the frame
 // (errors.Is pager.ErrFrameUnavailable or pager.ErrDaemonGone).
 func (r *Restored) Run(ctx context.Context) error {
+	r.markAccess()
 	r.Timeline.mark(&r.Timeline.Resumed)
 	err := r.Machine.Run(ctx)
 	r.stopWatch()

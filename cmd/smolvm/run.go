@@ -46,7 +46,8 @@ runs; smolmount -u stops it):
   uffd   (default) pages are copied in on first touch, through userfaultfd;
          the pages of the bundle's recorded working set are copied in
          before the vCPUs start (--wait-prefetch=false: in the background)
-  mmap   a private mapping of the memory file on the daemon's FUSE mount
+  mmap   a private mapping of the memory file on the daemon's FUSE mount;
+         the working set is populated before the vCPUs start (likewise)
   eager  all of memory is read and verified before the guest runs
 
 Every frame is verified before the guest sees it: a bad frame stops the
@@ -85,7 +86,7 @@ stdout; exec, ps, stop and snapshot work on it).`,
 	fl.StringVar(&f.name, "name", "", "name of the clone (default run-XXXXXXXX): its state dir, hostname, and the NAME for exec/ps/stop/snapshot")
 	fl.StringVar(&f.paging, "paging", "uffd", "how guest memory is read: uffd, mmap or eager")
 	fl.BoolVar(&f.noPrefetch, "no-prefetch", false, "do not prefetch the bundle's working set")
-	fl.BoolVar(&f.waitPrefetch, "wait-prefetch", true, "uffd: start the vCPUs only once the recorded working set is in (few faults, and only its pages read; --wait-prefetch=false races them)")
+	fl.BoolVar(&f.waitPrefetch, "wait-prefetch", true, "start the vCPUs only once the recorded working set is in (uffd: few faults, and only its pages read; mmap: populated; --wait-prefetch=false races them)")
 	fl.StringVar(&f.store, "store", "", "chunk store holding a thin bundle's frames")
 	fl.BoolVar(&f.insecure, "insecure", false, "BUNDLE oci://REGISTRY/REPO:TAG over plain HTTP (a local registry)")
 	fl.StringVar(&f.net, "net", "", "the clone's network, when it differs from the saved machine's ("+netFlagHelp+")")
@@ -342,6 +343,11 @@ func reportReady(name string, r *snapshot.Restored, ready *snapshot.ReadyResult,
 		humanBytes(m.BytesRead), humanBytes(r.Saved.Config.MemBytes))
 	if p := m.Pager; p != nil {
 		line += fmt.Sprintf(", %d faults, %d pages prefetched", p.Faults, p.PrefetchedPages)
+	}
+	if u := m.PrefetchUse; u != nil {
+		line += fmt.Sprintf("; prefetched pages used by the guest %d, wasted %d (zero pages, not known: %d; absent %d)", u.Used, u.Wasted, u.Zero, u.Absent)
+	} else if m.PrefetchUseError != "" {
+		line += "; prefetch use " + m.PrefetchUseError
 	}
 	fmt.Fprintln(os.Stderr, line)
 	for _, e := range ready.Identity.Errors {
