@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
@@ -23,6 +24,14 @@ type artifact struct {
 // manifest and config, both checked against their digests, the config
 // checked as a bundle tail.
 func (p *repo) fetchArtifact(ctx context.Context, reference string) (*artifact, error) {
+	return p.fetchArtifactCached(ctx, reference, nil)
+}
+
+// fetchArtifactCached is fetchArtifact taking the config blob (the bundle's
+// TOC: the largest thing a lazy start fetches but frames) from cache when it
+// holds it, and keeping it there: the two processes of a lazy run (smolvm
+// run and its bundle daemon) fetch it once.
+func (p *repo) fetchArtifactCached(ctx context.Context, reference string, cache *Cache) (*artifact, error) {
 	ctx, cancel := bounded(ctx, metaTimeout)
 	defer cancel()
 	desc, rc, err := p.r.FetchReference(ctx, reference)
@@ -51,9 +60,15 @@ func (p *repo) fetchArtifact(ctx context.Context, reference string) (*artifact, 
 	if m.Config.Size <= 0 || m.Config.Size > maxConfigSize {
 		return nil, fmt.Errorf("registry: %s: config %s of %d bytes (at most %d)", p.name(), m.Config.Digest, m.Config.Size, maxConfigSize)
 	}
-	cb, err := content.FetchAll(ctx, p.r.Blobs(), m.Config)
-	if err != nil {
-		return nil, fmt.Errorf("registry: %s: config blob %s: %w", p.name(), m.Config.Digest, err)
+	cb, ok := cache.readBlob(m.Config.Digest.String(), m.Config.Size)
+	if !ok {
+		start := time.Now()
+		cb, err = content.FetchAll(ctx, p.r.Blobs(), m.Config)
+		logRequest(reqRecord{Time: start.UTC().Format(time.RFC3339Nano), Why: "config", Blob: m.Config.Digest.String(), Len: m.Config.Size, Ms: since(start)})
+		if err != nil {
+			return nil, fmt.Errorf("registry: %s: config blob %s: %w", p.name(), m.Config.Digest, err)
+		}
+		cache.putBlob(m.Config.Digest.String(), cb)
 	}
 	a.cfg, err = ParseConfig(cb)
 	if err != nil {

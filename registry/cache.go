@@ -94,6 +94,47 @@ func (c *Cache) readFrame(d format.Digest) ([]byte, bool) {
 	return b, true
 }
 
+// readBlob returns a small cached blob (a config) whose SHA-256 and size
+// match; ok=false when absent (a damaged one is removed). A nil cache holds
+// nothing.
+func (c *Cache) readBlob(digest string, size int64) ([]byte, bool) {
+	if c == nil {
+		return nil, false
+	}
+	d, err := format.ParseDigest(digest)
+	if err != nil {
+		return nil, false
+	}
+	b, err := os.ReadFile(c.packPath(d))
+	if err != nil {
+		return nil, false
+	}
+	if int64(len(b)) != size || format.Digest(sha256.Sum256(b)) != d {
+		os.Remove(c.packPath(d))
+		return nil, false
+	}
+	return b, true
+}
+
+// putBlob caches a blob already checked against digest (best effort).
+func (c *Cache) putBlob(digest string, b []byte) {
+	if c == nil {
+		return
+	}
+	d, err := format.ParseDigest(digest)
+	if err != nil {
+		return
+	}
+	f, err := chunkstore.CreateAtomic(c.packPath(d))
+	if err != nil {
+		return
+	}
+	defer f.Abort()
+	if _, err := f.Write(b); err == nil {
+		_ = f.Commit()
+	}
+}
+
 // hasFrame reports whether frame d is in the frame cache (not verified).
 func (c *Cache) hasFrame(d format.Digest) bool {
 	_, err := os.Stat(c.framePath(d))

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,5 +246,62 @@ func TestCoalescedRunTamperedFrame(t *testing.T) {
 		if !bytes.Equal(buf, img[e.Page*format.PageSize:(e.Page+1)*format.PageSize]) {
 			t.Fatalf("page %d differs", e.Page)
 		}
+	}
+}
+
+// countingTransport counts GETs of one blob.
+type countingTransport struct {
+	blob string
+	n    atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+c.blob) {
+		c.n.Add(1)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// The config (the bundle's TOC) is fetched once per cache: a second Open on
+// the same cache (the bundle daemon after smolvm run) reads it from disk; a
+// damaged cached copy is fetched again, never used.
+func TestConfigCachedOnce(t *testing.T) {
+	lz, _, _, ref, dir := wsBundle(t)
+	a, err := lz.src.p.fetchArtifact(ctxT(t), "ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgDigest := a.manifest.Config.Digest.String()
+	ct := &countingTransport{blob: cfgDigest}
+	rm := Remote{Insecure: true, NoCredentials: true, Client: &http.Client{Transport: ct}}
+	cache := filepath.Join(dir, "cache") // wsBundle's Open filled it
+	cached := filepath.Join(cache, "blobs", "sha256", cfgDigest[len("sha256:"):])
+	for _, tc := range []struct {
+		name    string
+		damage  bool
+		fetches int64
+	}{
+		{"cached", false, 0},
+		{"damaged copy", true, 1},
+		{"cached again", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.damage {
+				b := mustRead(t, cached)
+				b[len(b)/3] ^= 1
+				if err := os.WriteFile(cached, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ct.n.Store(0)
+			l, err := Open(ctxT(t), ref, LazyOptions{Remote: rm, CacheDir: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			if n := ct.n.Load(); n != tc.fetches {
+				t.Fatalf("config %s fetched %d times, want %d", cfgDigest, n, tc.fetches)
+			}
+		})
 	}
 }

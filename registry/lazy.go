@@ -43,12 +43,12 @@ func Open(ctx context.Context, ref string, opts LazyOptions) (*Lazy, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := p.fetchArtifact(ctx, p.tag())
+	cache, err := openCache(opts.CacheDir)
 	if err != nil {
 		p.close()
 		return nil, err
 	}
-	cache, err := openCache(opts.CacheDir)
+	a, err := p.fetchArtifactCached(ctx, p.tag(), cache)
 	if err != nil {
 		p.close()
 		return nil, err

@@ -109,14 +109,16 @@ type fetchReport struct {
 	wsPages                   int64
 	hotBytes                  int64 // the working-set pages alone, compressed 32 to a frame in list order
 	tailBytes, frameData      int64
+	configN                   int // config (TOC) fetches, by all processes
+	configBytes               int64
 }
 
 func (r fetchReport) String() string {
 	mib := func(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 2, 64) }
-	return fmt.Sprintf("%d range requests (%d demand, %d prefetch, %s MiB; %d frames fetched twice, %s MiB); "+
+	return fmt.Sprintf("config (TOC) fetched %d times (%s MiB); %d range requests (%d demand, %d prefetch, %s MiB; %d frames fetched twice, %s MiB); "+
 		"cache: working-set frames %d (%s MiB), other memory %d (%s MiB), state %d (%s MiB), other %d (%s MiB); "+
 		"the bundle's working-set frames %d (%s MiB, %d pages), those pages alone compressed %s MiB; bundle frames %s MiB, TOC+manifest %s MiB",
-		r.requests, r.demand, r.prefetch, mib(r.netBytes), r.dupFrames, mib(r.dupBytes),
+		r.configN, mib(r.configBytes), r.requests, r.demand, r.prefetch, mib(r.netBytes), r.dupFrames, mib(r.dupBytes),
 		r.wsN, mib(r.ws), r.memN, mib(r.mem), r.stateN, mib(r.state), r.otherN, mib(r.other),
 		r.wsFrames, mib(r.wsFrameBytes), r.wsPages, mib(r.hotBytes), mib(r.frameData), mib(r.tailBytes))
 }
@@ -139,10 +141,15 @@ func ociFetchReport(t *testing.T, bundle, cache, logPath string) fetchReport {
 			if json.Unmarshal([]byte(line), &q) != nil {
 				continue
 			}
+			if q.Why == "config" {
+				r.configN++
+				r.configBytes += q.Len
+				continue
+			}
 			r.requests++
 			r.netBytes += q.Len
 			switch q.Why {
-			case "demand":
+			case "demand", "demand-run":
 				r.demand++
 			case "prefetch":
 				r.prefetch++
