@@ -12,14 +12,23 @@ import (
 // amlObject is a decoded named object's value: uint64, string, []byte
 // (buffer) or []any (package).
 type amlDecoder struct {
-	b     []byte
-	pos   int
-	names map[string]any // absolute path -> value
-	devs  []string       // absolute paths of devices
+	b       []byte
+	pos     int
+	names   map[string]any // absolute path -> value
+	devs    []string       // absolute paths of devices
+	methods map[string]amlMethodDef
+}
+
+// amlMethodDef is a decoded Method: its argument count, serialize flag and
+// its body (the term list, not decoded further).
+type amlMethodDef struct {
+	args       int
+	serialized bool
+	body       []byte
 }
 
 func decodeAML(b []byte) (*amlDecoder, error) {
-	d := &amlDecoder{b: b, names: map[string]any{}}
+	d := &amlDecoder{b: b, names: map[string]any{}, methods: map[string]amlMethodDef{}}
 	if err := d.termList(len(b), `\`); err != nil {
 		return nil, err
 	}
@@ -127,6 +136,24 @@ func (d *amlDecoder) termList(end int, scope string) error {
 				return fmt.Errorf("aml: Name(%s): %w", name, err)
 			}
 			d.names[join(scope, name)] = v
+		case 0x14: // Method
+			pend, err := d.pkgLength()
+			if err != nil {
+				return err
+			}
+			name, err := d.nameString()
+			if err != nil {
+				return err
+			}
+			flags, err := d.byte()
+			if err != nil {
+				return err
+			}
+			if flags>>4 != 0 {
+				return fmt.Errorf("aml: Method(%s) sync level %d, want 0", name, flags>>4)
+			}
+			d.methods[join(scope, name)] = amlMethodDef{args: int(flags & 7), serialized: flags&8 != 0, body: d.b[d.pos:pend]}
+			d.pos = pend
 		case 0x10: // Scope
 			pend, err := d.pkgLength()
 			if err != nil {

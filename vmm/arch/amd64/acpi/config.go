@@ -39,6 +39,13 @@ type Config struct {
 	COM1IRQ  uint8
 	// I8042 sets the FADT's "8042 present" boot flag.
 	I8042 bool
+	// VMGenIDAddr, when not 0, is the guest-physical address of the
+	// 16-byte VM generation ID (8-byte aligned, within one page): the
+	// DSDT then has \_SB.VGEN and a Generic Event Device \_SB.GED0 whose
+	// edge-triggered, active-high interrupt VMGenIDGSI notifies it
+	// (vmgenid.go).
+	VMGenIDAddr uint64
+	VMGenIDGSI  uint32
 }
 
 // maxCPUs: xAPIC ids are 8 bits and 0xFF is the broadcast id.
@@ -58,6 +65,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("acpi: PCI config port %#x leaves no I/O window below it: %w", c.PCIConfigPort, ErrInvalidConfig)
 	case c.PCIIntxGSIBase+8 > 0xFF:
 		return fmt.Errorf("acpi: PCI INTx GSIs %d..%d do not fit a byte: %w", c.PCIIntxGSIBase, c.PCIIntxGSIBase+7, ErrInvalidConfig)
+	case c.VMGenIDAddr != 0 && (c.VMGenIDAddr%8 != 0 || c.VMGenIDAddr%4096+VMGenIDSize > 4096):
+		return fmt.Errorf("acpi: VM generation ID at %#x must be 8-byte aligned within one page: %w", c.VMGenIDAddr, ErrInvalidConfig)
+	case c.VMGenIDAddr != 0 && c.VMGenIDGSI >= c.PCIIntxGSIBase && c.VMGenIDGSI < c.PCIIntxGSIBase+8:
+		return fmt.Errorf("acpi: VM generation ID GSI %d is a PCI INTx GSI (%d..%d): %w", c.VMGenIDGSI, c.PCIIntxGSIBase, c.PCIIntxGSIBase+7, ErrInvalidConfig)
+	case c.VMGenIDAddr != 0 && (c.VMGenIDGSI == uint32(c.SCI) || (c.COM1Port != 0 && c.VMGenIDGSI == uint32(c.COM1IRQ)) || c.VMGenIDGSI < 3):
+		return fmt.Errorf("acpi: VM generation ID GSI %d is taken (GSI 0-2: timer, keyboard; SCI %d; COM1 IRQ %d): %w", c.VMGenIDGSI, c.SCI, c.COM1IRQ, ErrInvalidConfig)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ const (
 //	    _PRT: slots 1-31, pins A-D -> GSI PCIIntxGSIBase + (slot+pin)%8
 //	  }
 //	  Device(COM1) { _HID PNP0501, _UID 0, _CRS: I/O COM1Port len 8, IRQ }
+//	  Device(VGEN), Device(GED0)  // with VMGenIDAddr: vmgenid.go
 //	}
 //
 // The _PRT names GSIs directly (source 0), which Linux routes as level
@@ -36,6 +37,9 @@ func DSDT(c Config) []byte {
 				ioPort(c.COM1Port, 8),
 				irqNoFlags(c.COM1IRQ)))),
 		))
+	}
+	if c.VMGenIDAddr != 0 {
+		devices = append(devices, vmgenidDevices(c)...)
 	}
 	t = append(t, amlScope(`\_SB`, devices...)...)
 	return finish(t)

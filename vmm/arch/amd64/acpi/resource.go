@@ -10,6 +10,7 @@ const (
 	resIOPort       = 0x47 // small item, I/O port, 7 bytes of data
 	resEndTag       = 0x79 // small item, end tag, 1 byte of data
 	resDWordAddress = 0x87 // large item, DWord address space
+	resExtendedIRQ  = 0x89 // large item, extended interrupt
 	resWordAddress  = 0x88 // large item, Word address space
 
 	addrSpaceMemory = 0
@@ -35,6 +36,22 @@ func ioPort(base uint16, length uint8) []byte {
 // irqNoFlags encodes IRQNoFlags(){irq}: edge triggered, active high ISA IRQ.
 func irqNoFlags(irq uint8) []byte {
 	return binary.LittleEndian.AppendUint16([]byte{resIRQNoFlags}, 1<<irq)
+}
+
+// Extended interrupt descriptor flags (ACPI 6.4, 6.4.3.6).
+const (
+	extIRQConsumer  = 1 << 0
+	extIRQEdge      = 1 << 1
+	extIRQActiveLow = 1 << 2
+)
+
+// edgeInterrupt encodes Interrupt(ResourceConsumer, Edge, ActiveHigh,
+// Exclusive) {gsi}: one GSI, no resource source.
+func edgeInterrupt(gsi uint32) []byte {
+	le := binary.LittleEndian
+	b := le.AppendUint16([]byte{resExtendedIRQ}, 6) // flags, count, one GSI
+	b = append(b, extIRQConsumer|extIRQEdge, 1)
+	return le.AppendUint32(b, gsi)
 }
 
 // wordAddress encodes a Word address space descriptor for [min, max] that
