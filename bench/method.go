@@ -42,9 +42,12 @@ type Instance struct {
 	Shared  []int         // processes shared by clones (a bundle's daemon), measured once
 	RAMRead int64         // guest RAM bytes read before ready, or Unknown
 	Faults  int64         // faults served before ready, or Unknown
-	Stop    func() error  // ends the VM and waits for it (bounded)
-	Output  func() string // the last of the VMM's output, for errors (may be nil)
-	Phases  []Phase       // where the time to ready went, when the VMM says
+	// Prefetch is how the guest used the pages prefetched before its
+	// vCPUs ran, at ready (nil: not measured).
+	Prefetch *PrefetchUse
+	Stop     func() error  // ends the VM and waits for it (bounded)
+	Output   func() string // the last of the VMM's output, for errors (may be nil)
+	Phases   []Phase       // where the time to ready went, when the VMM says
 }
 
 // prepared is what a method's runs start from at one memory size: a

@@ -19,7 +19,7 @@ func sampleReport() *Report {
 			Notes: []string{"a caveat"}, Skipped: []Skipped{{Method: MethodMmap, Reason: "no run subcommand"}}},
 		Results: []Result{
 			{Method: MethodBoot, MemBytes: 256 << 20, SizeBytes: 18 << 20, Samples: []Sample{{ReadySeconds: 4, RAMReadBytes: Unknown, Faults: Unknown, RSSBytes: 100 << 20, PSSBytes: 90 << 20}, {ReadySeconds: 6, RAMReadBytes: Unknown, Faults: Unknown, RSSBytes: 100 << 20, PSSBytes: 90 << 20}}},
-			{Method: MethodUffd, MemBytes: 256 << 20, SizeBytes: 36 << 20, Clones: &Clones{N: 4, PSSPerClone: 20 << 20}, Samples: []Sample{{ReadySeconds: 0.05, RAMReadBytes: 40 << 20, Faults: 192, RSSBytes: 70 << 20, PSSBytes: 60 << 20, Phases: []Phase{{"daemon", 0.01}, {"ready", 0.05}}}}},
+			{Method: MethodUffd, MemBytes: 256 << 20, SizeBytes: 36 << 20, Clones: &Clones{N: 4, PSSPerClone: 20 << 20}, Samples: []Sample{{ReadySeconds: 0.05, RAMReadBytes: 40 << 20, Faults: 192, Prefetch: &PrefetchUse{Used: 150, Wasted: 20}, RSSBytes: 70 << 20, PSSBytes: 60 << 20, Phases: []Phase{{"daemon", 0.01}, {"ready", 0.05}}}}},
 			{Method: MethodQEMURestore, MemBytes: 256 << 20, Error: "QEMU exploded\n"},
 			{Method: MethodEager, MemBytes: 256 << 20, Error: "no snapshot"},
 			{Method: MethodMmap, MemBytes: 256 << 20, Error: "no snapshot"},
@@ -54,10 +54,10 @@ func TestWriteTable(t *testing.T) {
 		return ""
 	}
 	for _, tc := range []struct{ prefix, want string }{
-		{"boot 256MiB", "boot 256MiB 5.00s 4.00s 6.00s 1.00x - - 100MiB 90MiB 18MiB -"},
-		{"uffd 256MiB", "uffd 256MiB 50ms 50ms 50ms 0.010x (1/100) 40MiB 192 70MiB 60MiB 36MiB 20MiB"},
+		{"boot 256MiB", "boot 256MiB 5.00s 4.00s 6.00s 1.00x - - - 100MiB 90MiB 18MiB -"},
+		{"uffd 256MiB", "uffd 256MiB 50ms 50ms 50ms 0.010x (1/100) 40MiB 192 150/20 70MiB 60MiB 36MiB 20MiB"},
 		{"qemu-restore 256MiB", "qemu-restore 256MiB failed -"},
-		{"qemu-boot 1GiB", "qemu-boot 1GiB 2.50s 2.50s 2.50s 0.50x - - - - 18MiB -"},
+		{"qemu-boot 1GiB", "qemu-boot 1GiB 2.50s 2.50s 2.50s 0.50x - - - - - 18MiB -"},
 	} {
 		if got := row(tc.prefix); got != tc.want {
 			t.Errorf("row %q:\n got %s\nwant %s", tc.prefix, got, tc.want)
@@ -102,7 +102,8 @@ func TestJSONRoundTrip(t *testing.T) {
 		i++
 	}
 	if len(back.Results) != len(rep.Results) || back.Results[i].VsBoot != rep.Results[i].VsBoot || back.Results[i].VsBoot == 0 ||
-		back.Results[i].Clones == nil || back.Results[i].Clones.PSSPerClone != 20<<20 || back.Results[i].Faults != 192 {
+		back.Results[i].Clones == nil || back.Results[i].Clones.PSSPerClone != 20<<20 || back.Results[i].Faults != 192 ||
+		back.Results[i].PrefetchUsed != 150 || back.Results[i].PrefetchWasted != 20 {
 		t.Fatalf("round trip changed the report:\n%+v\n%+v", back.Results, rep.Results)
 	}
 	for _, bad := range []string{"", "{", `{"results":[]}`} {

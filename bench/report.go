@@ -53,9 +53,14 @@ type Result struct {
 	// RAMReadBytes is guest RAM read from the bundle or state before
 	// ready (median; Unknown when the method does not say).
 	RAMReadBytes int64 `json:"ram_read_bytes"`
-	Faults       int64 `json:"faults"`    // page faults served before ready (median; Unknown if not counted)
-	RSSBytes     int64 `json:"rss_bytes"` // VMM process RSS at ready (median)
-	PSSBytes     int64 `json:"pss_bytes"` // VMM process PSS at ready (median)
+	Faults       int64 `json:"faults"` // page faults served before ready (median; Unknown if not counted)
+	// PrefetchUsed and PrefetchWasted: of the pages prefetched before the
+	// vCPUs ran, those the guest touched by ready and those it did not
+	// (medians; Unknown when not measured).
+	PrefetchUsed   int64 `json:"prefetch_used"`
+	PrefetchWasted int64 `json:"prefetch_wasted"`
+	RSSBytes       int64 `json:"rss_bytes"` // VMM process RSS at ready (median)
+	PSSBytes       int64 `json:"pss_bytes"` // VMM process PSS at ready (median)
 	// SizeBytes is what the method starts from: kernel + initramfs for a
 	// boot, the bundle for a restore, the migration stream for QEMU.
 	SizeBytes int64    `json:"size_bytes"`
@@ -76,12 +81,22 @@ type Sample struct {
 	ReadySeconds float64 `json:"ready_s"`
 	RAMReadBytes int64   `json:"ram_read_bytes"`
 	Faults       int64   `json:"faults"`
-	RSSBytes     int64   `json:"rss_bytes"`
-	PSSBytes     int64   `json:"pss_bytes"`
+	// Prefetch: smolvm run's prefetched pages used and wasted (nil: not
+	// measured).
+	Prefetch *PrefetchUse `json:"prefetch,omitempty"`
+	RSSBytes int64        `json:"rss_bytes"`
+	PSSBytes int64        `json:"pss_bytes"`
 	// Phases is the VMM's own timeline to ready (smolvm run: bundle
 	// opened, daemon, memory, state restored, resumed, agent connected,
 	// ready), seconds since it began.
 	Phases []Phase `json:"phases,omitempty"`
+}
+
+// PrefetchUse is how many of the pages prefetched before the vCPUs ran the
+// guest touched by ready (Used) and how many it did not (Wasted).
+type PrefetchUse struct {
+	Used   int64 `json:"used"`
+	Wasted int64 `json:"wasted"`
 }
 
 // Phase is a point on a VMM's way to ready.
@@ -93,8 +108,11 @@ type Phase struct {
 // finish fills the summaries of r from its samples.
 func (r *Result) finish() {
 	ready := make([]float64, 0, len(r.Samples))
-	var read, faults, rss, pss []int64
+	var read, faults, rss, pss, used, wasted []int64
 	for _, s := range r.Samples {
+		if s.Prefetch != nil {
+			used, wasted = append(used, s.Prefetch.Used), append(wasted, s.Prefetch.Wasted)
+		}
 		ready = append(ready, s.ReadySeconds)
 		read = append(read, s.RAMReadBytes)
 		faults = append(faults, s.Faults)
@@ -104,6 +122,7 @@ func (r *Result) finish() {
 	r.Ready = Summarize(ready)
 	r.RAMReadBytes = medianCount(read)
 	r.Faults = medianCount(faults)
+	r.PrefetchUsed, r.PrefetchWasted = medianCount(used), medianCount(wasted)
 	r.RSSBytes = medianCount(rss)
 	r.PSSBytes = medianCount(pss)
 }

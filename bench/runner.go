@@ -138,7 +138,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 // prepareKey) and the Result its runs fill in; a failed preparation is
 // the Result's Error.
 func setUp(ctx context.Context, g *Guest, m Method, preps map[string]*prepared, prepErrs map[string]error, log io.Writer) (Result, *prepared) {
-	res := Result{Method: m.Name, MemBytes: g.MemBytes, SizeBytes: Unknown, RAMReadBytes: Unknown, Faults: Unknown, RSSBytes: Unknown, PSSBytes: Unknown}
+	res := Result{Method: m.Name, MemBytes: g.MemBytes, SizeBytes: Unknown, RAMReadBytes: Unknown, Faults: Unknown, PrefetchUsed: Unknown, PrefetchWasted: Unknown, RSSBytes: Unknown, PSSBytes: Unknown}
 	if m.prepare == nil {
 		if m.size != nil {
 			res.SizeBytes = m.size(g)
@@ -181,7 +181,7 @@ func runOnce(ctx context.Context, o Options, g *Guest, m Method, p *prepared, i 
 		fmt.Fprintf(log, "bench: %s %s run %d: %v\n", sizeString(g.MemBytes), m.Name, i+1, err)
 		return
 	}
-	s := Sample{ReadySeconds: in.Ready.Seconds(), RAMReadBytes: in.RAMRead, Faults: in.Faults, RSSBytes: Unknown, PSSBytes: Unknown, Phases: in.Phases}
+	s := Sample{ReadySeconds: in.Ready.Seconds(), RAMReadBytes: in.RAMRead, Faults: in.Faults, Prefetch: in.Prefetch, RSSBytes: Unknown, PSSBytes: Unknown, Phases: in.Phases}
 	if mem, err := sumMemory(in.PIDs); err == nil {
 		s.RSSBytes, s.PSSBytes = mem.RSS, mem.PSS
 	}

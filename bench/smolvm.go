@@ -101,7 +101,7 @@ func smolvmRestore(name, paging string, prefetch bool, desc string) Method {
 				return nil, err
 			}
 			in.Shared = daemonPIDs(g.RunDir)
-			if in.RAMRead, in.Faults, in.Phases, err = readRunStats(ctx, stats); err != nil {
+			if in.RAMRead, in.Faults, in.Prefetch, in.Phases, err = readRunStats(ctx, stats); err != nil {
 				_ = in.Stop()
 				return nil, err
 			}

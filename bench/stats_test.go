@@ -44,7 +44,9 @@ func TestMedianCount(t *testing.T) {
 
 func TestResultFinishAndRatios(t *testing.T) {
 	rep := &Report{Results: []Result{
-		{Method: MethodUffd, MemBytes: 1 << 30, Samples: []Sample{{ReadySeconds: 0.2, RAMReadBytes: 100, Faults: 5, RSSBytes: 10, PSSBytes: 8}, {ReadySeconds: 0.4, RAMReadBytes: 300, Faults: 7, RSSBytes: 30, PSSBytes: 6}}},
+		{Method: MethodUffd, MemBytes: 1 << 30, Samples: []Sample{
+			{ReadySeconds: 0.2, RAMReadBytes: 100, Faults: 5, RSSBytes: 10, PSSBytes: 8, Prefetch: &PrefetchUse{Used: 10, Wasted: 4}},
+			{ReadySeconds: 0.4, RAMReadBytes: 300, Faults: 7, RSSBytes: 30, PSSBytes: 6, Prefetch: &PrefetchUse{Used: 20, Wasted: 2}}}},
 		{Method: MethodBoot, MemBytes: 1 << 30, Samples: []Sample{{ReadySeconds: 3, RAMReadBytes: Unknown, Faults: Unknown}}},
 		{Method: MethodBoot, MemBytes: 256 << 20, Samples: []Sample{{ReadySeconds: 2}}},
 		{Method: MethodQEMUBoot, MemBytes: 256 << 20, Samples: []Sample{{ReadySeconds: 4}}},
@@ -85,8 +87,11 @@ func TestResultFinishAndRatios(t *testing.T) {
 	if math.Abs(u.VsBoot-0.1) > 1e-9 {
 		t.Errorf("uffd vs boot %v, want 0.1", u.VsBoot)
 	}
-	if u.RAMReadBytes != 200 || u.Faults != 6 || u.RSSBytes != 20 || u.PSSBytes != 7 {
+	if u.RAMReadBytes != 200 || u.Faults != 6 || u.RSSBytes != 20 || u.PSSBytes != 7 || u.PrefetchUsed != 15 || u.PrefetchWasted != 3 {
 		t.Errorf("uffd medians %+v", u)
+	}
+	if r := get(MethodBoot, 1<<30); r.PrefetchUsed != Unknown || r.PrefetchWasted != Unknown {
+		t.Errorf("boot: prefetch used/wasted %d/%d, want unknown", r.PrefetchUsed, r.PrefetchWasted)
 	}
 	if r := get(MethodQEMUBoot, 256<<20); r.VsBoot != 2 {
 		t.Errorf("qemu-boot vs boot %v, want 2", r.VsBoot)

@@ -21,7 +21,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		fmt.Fprintf(w, "guest: %s\n", e.Guest)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	cols := []string{"METHOD", "MEM", "READY", "MIN", "MAX", "VS BOOT", "RAM READ", "FAULTS", "RSS", "PSS", "SIZE"}
+	cols := []string{"METHOD", "MEM", "READY", "MIN", "MAX", "VS BOOT", "RAM READ", "FAULTS", "PREFETCH USED/WASTED", "RSS", "PSS", "SIZE"}
 	if e.Clones > 1 {
 		cols = append(cols, fmt.Sprintf("PSS/CLONE(%d)", e.Clones))
 	}
@@ -29,10 +29,10 @@ func WriteTable(w io.Writer, rep *Report) error {
 	for _, r := range rep.Results {
 		row := []string{r.Method, sizeString(r.MemBytes)}
 		if r.Error != "" {
-			row = append(row, "failed", "", "", "", "", "", "", "", "")
+			row = append(row, "failed", "", "", "", "", "", "", "", "", "")
 		} else {
 			row = append(row, secString(r.Ready.Median), secString(r.Ready.Min), secString(r.Ready.Max),
-				ratioString(r.VsBoot), sizeString(r.RAMReadBytes), countString(r.Faults),
+				ratioString(r.VsBoot), sizeString(r.RAMReadBytes), countString(r.Faults), prefetchString(r.PrefetchUsed, r.PrefetchWasted),
 				sizeString(r.RSSBytes), sizeString(r.PSSBytes), sizeString(r.SizeBytes))
 		}
 		if e.Clones > 1 {
@@ -136,6 +136,14 @@ func ratioString(r float64) string {
 	default:
 		return fmt.Sprintf("%.2fx", r)
 	}
+}
+
+// prefetchString is "USED/WASTED" pages, "-" when not measured.
+func prefetchString(used, wasted int64) string {
+	if used < 0 || wasted < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d", used, wasted)
 }
 
 func countString(n int64) string {

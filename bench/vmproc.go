@@ -176,13 +176,15 @@ type runStats struct {
 		Pager     *struct {
 			Faults int64 `json:"faults"`
 		} `json:"pager"`
+		PrefetchUse *PrefetchUse `json:"prefetch_use"`
 	} `json:"memory"`
 }
 
 // readRunStats waits (up to 10 s: run writes the file just after it
 // reports ready) for a --stats file and returns guest RAM bytes read and
-// faults (Unknown when the paging mode has no fault count).
-func readRunStats(ctx context.Context, path string) (read, faults int64, phases []Phase, err error) {
+// faults (Unknown when the paging mode has no fault count) and the
+// prefetched pages used and wasted (nil when not measured).
+func readRunStats(ctx context.Context, path string) (read, faults int64, prefetch *PrefetchUse, phases []Phase, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
@@ -190,17 +192,17 @@ func readRunStats(ctx context.Context, path string) (read, faults int64, phases 
 		if err == nil {
 			var st runStats
 			if err := json.Unmarshal(b, &st); err != nil {
-				return Unknown, Unknown, nil, fmt.Errorf("bench: %s: %w", path, err)
+				return Unknown, Unknown, nil, nil, fmt.Errorf("bench: %s: %w", path, err)
 			}
 			faults = Unknown
 			if st.Memory.Pager != nil {
 				faults = st.Memory.Pager.Faults
 			}
-			return st.Memory.BytesRead, faults, timelinePhases(st.Timeline), nil
+			return st.Memory.BytesRead, faults, st.Memory.PrefetchUse, timelinePhases(st.Timeline), nil
 		}
 		select {
 		case <-ctx.Done():
-			return Unknown, Unknown, nil, fmt.Errorf("bench: smolvm run wrote no --stats file %s: %w", path, err)
+			return Unknown, Unknown, nil, nil, fmt.Errorf("bench: smolvm run wrote no --stats file %s: %w", path, err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -130,18 +130,18 @@ func TestReadRunStats(t *testing.T) {
 	p := filepath.Join(dir, "s.json")
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		os.WriteFile(p+".tmp", []byte(`{"memory":{"paging":"uffd","bytes_read":4096,"pager":{"faults":3}}}`), 0o644)
+		os.WriteFile(p+".tmp", []byte(`{"memory":{"paging":"uffd","bytes_read":4096,"pager":{"faults":3},"prefetch_use":{"pages":10,"used":7,"wasted":2,"zero":1}}}`), 0o644)
 		os.Rename(p+".tmp", p)
 	}()
-	read, faults, phases, err := readRunStats(context.Background(), p)
-	if err != nil || read != 4096 || faults != 3 {
-		t.Fatalf("uffd stats: %d %d %v", read, faults, err)
+	read, faults, pf, phases, err := readRunStats(context.Background(), p)
+	if err != nil || read != 4096 || faults != 3 || pf == nil || *pf != (PrefetchUse{Used: 7, Wasted: 2}) {
+		t.Fatalf("uffd stats: %d %d %+v %v", read, faults, pf, err)
 	}
 	if len(phases) != 0 {
 		t.Fatalf("phases %v from a file without a timeline", phases)
 	}
 	os.WriteFile(p, []byte(`{"timeline":{"start":"2026-11-24T20:00:00Z","ready_ns":2000000000,"opened_ns":1000000,"memory_ns":500000000,"resumed_ns":0},"memory":{"bytes_read":1}}`), 0o644)
-	if _, _, phases, err = readRunStats(context.Background(), p); err != nil {
+	if _, _, _, phases, err = readRunStats(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(phases) != "[{opened 0.001} {memory 0.5} {ready 2}]" {
@@ -149,23 +149,23 @@ func TestReadRunStats(t *testing.T) {
 	}
 	// Seconds, as run writes them now.
 	os.WriteFile(p, []byte(`{"timeline":{"connected_s":0.9,"daemon_s":0,"opened_s":0.001,"ready_s":1.5},"memory":{"bytes_read":1}}`), 0o644)
-	if _, _, phases, err = readRunStats(context.Background(), p); err != nil {
+	if _, _, _, phases, err = readRunStats(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(phases) != "[{opened 0.001} {connected 0.9} {ready 1.5}]" {
 		t.Fatalf("phases %v", phases)
 	}
 	os.WriteFile(p, []byte(`{"memory":{"paging":"mmap","bytes_read":8192}}`), 0o644)
-	if read, faults, _, err = readRunStats(context.Background(), p); err != nil || read != 8192 || faults != Unknown {
-		t.Fatalf("mmap stats: %d %d %v", read, faults, err)
+	if read, faults, pf, _, err = readRunStats(context.Background(), p); err != nil || read != 8192 || faults != Unknown || pf != nil {
+		t.Fatalf("mmap stats: %d %d %+v %v", read, faults, pf, err)
 	}
 	os.WriteFile(p, []byte(`{`), 0o644)
-	if _, _, _, err = readRunStats(context.Background(), p); err == nil {
+	if _, _, _, _, err = readRunStats(context.Background(), p); err == nil {
 		t.Fatal("bad JSON accepted")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if _, _, _, err = readRunStats(ctx, filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "no --stats file") {
+	if _, _, _, _, err = readRunStats(ctx, filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "no --stats file") {
 		t.Fatalf("missing file: %v", err)
 	}
 }
