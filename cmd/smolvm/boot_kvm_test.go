@@ -24,7 +24,11 @@ import (
 
 func smolvmBin(t testing.TB) string {
 	t.Helper()
-	p, err := filepath.Abs("../../bin/smolvm")
+	rel := "../../bin/smolvm"
+	if b := os.Getenv("SMOLVM_BIN"); b != "" {
+		rel = b // another build (with smolvm-agent and smolmount beside it), e.g. while bin/ is in use
+	}
+	p, err := filepath.Abs(rel)
 	if err != nil {
 		t.Fatal(err)
 	}
