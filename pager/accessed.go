@@ -268,17 +268,20 @@ func classify(entry, flags uint64, activeBefore bool) pageState {
 // its frame's flags (0 when not present).
 func (t *AccessTracker) walk(fn func(i int64, entry, flags uint64)) error {
 	entries := make([]uint64, 0, t.pages)
-	for _, r := range t.runs {
-		b := make([]byte, r.n*8)
-		off := int64(r.addr / format.PageSize * 8)
-		if n, err := t.pagemap.ReadAt(b, off); n != len(b) {
-			return fmt.Errorf("pager: pagemap of %#x (%d pages): read %d of %d bytes: %v", r.addr, r.n, n, len(b), err)
+	for _, w := range planWindows(t.runs) {
+		first := w.runs[0].addr / format.PageSize
+		b := make([]byte, w.pages*8)
+		if n, err := t.pagemap.ReadAt(b, int64(first*8)); n != len(b) {
+			return fmt.Errorf("pager: pagemap of %#x (%d pages): read %d of %d bytes: %v", w.runs[0].addr, w.pages, n, len(b), err)
 		}
 		e, err := decodePagemap(b)
 		if err != nil {
 			return err
 		}
-		entries = append(entries, e...)
+		for _, r := range w.runs {
+			i := r.addr/format.PageSize - first
+			entries = append(entries, e[i:i+uint64(r.n)]...)
+		}
 	}
 	var pfns []uint64
 	for i, e := range entries {
@@ -302,6 +305,40 @@ func (t *AccessTracker) walk(fn func(i int64, entry, flags uint64)) error {
 		fn(int64(i), e, f)
 	}
 	return nil
+}
+
+// Reads of /proc/self/pagemap: runs less than pmGap pages apart share one
+// read of at most pmMaxWindow entries (few syscalls: they are slow in a
+// nested lab, and this runs before the vCPUs do).
+const (
+	pmGap       = 512
+	pmMaxWindow = 1 << 16
+)
+
+// pmWindow is one pagemap read covering runs (sorted, disjoint).
+type pmWindow struct {
+	runs  []hostRun
+	pages int64 // from runs[0] to the end of the last
+}
+
+// planWindows groups sorted, disjoint runs into pagemap reads.
+func planWindows(runs []hostRun) []pmWindow {
+	var ws []pmWindow
+	for i, r := range runs {
+		if k := len(ws) - 1; k >= 0 {
+			w := &ws[k]
+			start := w.runs[0].addr / format.PageSize
+			end := start + uint64(w.pages)
+			p := r.addr / format.PageSize
+			if p >= end && p-end <= pmGap && p+uint64(r.n)-start <= pmMaxWindow {
+				w.runs = runs[i-len(w.runs) : i+1]
+				w.pages = int64(p + uint64(r.n) - start)
+				continue
+			}
+		}
+		ws = append(ws, pmWindow{runs: runs[i : i+1], pages: r.n})
+	}
+	return ws
 }
 
 // decodePagemap decodes little-endian 64-bit pagemap (or kpageflags)

@@ -101,6 +101,31 @@ func TestPlanSpans(t *testing.T) {
 	}
 }
 
+func TestPlanWindows(t *testing.T) {
+	const ps = format.PageSize
+	for _, tc := range []struct {
+		name string
+		runs []hostRun
+		want [][2]int64 // per window: runs, pages
+	}{
+		{"none", nil, nil},
+		{"one", []hostRun{{ps, 3}}, [][2]int64{{1, 3}}},
+		{"near", []hostRun{{ps, 3}, {(4 + pmGap) * ps, 2}}, [][2]int64{{2, 3 + pmGap + 2}}},
+		{"far", []hostRun{{ps, 3}, {(5 + pmGap) * ps, 2}}, [][2]int64{{1, 3}, {1, 2}}},
+		{"bounded", []hostRun{{0, pmMaxWindow - 1}, {pmMaxWindow * ps, 2}}, [][2]int64{{1, pmMaxWindow - 1}, {1, 2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [][2]int64
+			for _, w := range planWindows(tc.runs) {
+				got = append(got, [2]int64{int64(len(w.runs)), w.pages})
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("planWindows(%v) = %v, want %v", tc.runs, got, tc.want)
+			}
+		})
+	}
+}
+
 // fakeProc is a sparse /proc/self/pagemap or /proc/kpageflags: 64-bit
 // entries by index; unset entries read as 0 up to limit (entries).
 type fakeProc struct {
@@ -141,7 +166,8 @@ func TestAccessTrackerFake(t *testing.T) {
 	pm.e[vpn+6] = pmSwapped | 77
 	pm.e[vpn+7], kpf.e[500] = pmPresent|500, 0
 	cleared := 0
-	tr := newAccessTracker([]hostRun{{base, 8}}, pm, kpf, func() error { cleared++; return nil })
+	// Two runs sharing one pagemap read.
+	tr := newAccessTracker([]hostRun{{base, 2}, {base + 2*format.PageSize, 6}}, pm, kpf, func() error { cleared++; return nil })
 	if _, err := tr.Measure(); err == nil {
 		t.Fatal("Measure before Mark did not fail")
 	}
@@ -231,7 +257,12 @@ func FuzzAccessTracker(f *testing.F) {
 		if n == 0 {
 			return
 		}
-		tr := newAccessTracker([]hostRun{{0, n}}, pm, kpf, func() error { return nil })
+		// Two runs with a one-page hole between them (when there is room).
+		runs := []hostRun{{0, n}}
+		if n >= 3 {
+			runs = []hostRun{{0, n / 2}, {uint64(n/2+1) * format.PageSize, n - n/2 - 1}}
+		}
+		tr := newAccessTracker(runs, pm, kpf, func() error { return nil })
 		if err := tr.Mark(); err != nil {
 			return
 		}
@@ -239,8 +270,8 @@ func FuzzAccessTracker(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if u.Pages != n || u.Used+u.Wasted+u.Zero+u.Absent != n || u.Used < 0 || u.Wasted < 0 {
-			t.Fatalf("Measure = %+v for %d pages", u, n)
+		if u.Pages != tr.Pages() || u.Used+u.Wasted+u.Zero+u.Absent != u.Pages || u.Used < 0 || u.Wasted < 0 {
+			t.Fatalf("Measure = %+v for %d pages", u, tr.Pages())
 		}
 	})
 }
