@@ -140,13 +140,16 @@ func repackBundle(t *testing.T, src, dst string, framePages int) {
 }
 
 // regroupHot writes src (which has a working set) again as dst with the
-// working set's non-zero pages moved into frames of their own, 32 pages
-// each in first-touch order; every other page keeps its frame, and frames
-// no page refers to any more are dropped. It measures what a working-set
-// layout would save a lazy registry start: its frames are exactly the
-// pages the guest touches.
+// working set's non-zero memory pages moved into frames of their own, 32
+// pages each in first-touch order, written first; a frame that lost pages
+// to them is written again with only the slots still referred to (one that
+// lost them all is dropped), the others are copied raw. The stored bytes
+// stay about the same, and a lazy start fetches frames that hold exactly
+// the pages the guest touches: this measures what such a working-set
+// layout (snapshot.SetWorkingSet's job) would save a registry start.
 func regroupHot(t *testing.T, src, dst string) {
 	t.Helper()
+	ctx := context.Background()
 	b, err := chunkstore.Open(src, chunkstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -155,74 +158,35 @@ func regroupHot(t *testing.T, src, dst string) {
 	fr := b.Format()
 	man := *fr.Manifest()
 	man.Artifacts = slices.Clone(man.Artifacts)
-	mi := slices.IndexFunc(man.Artifacts, func(a format.Artifact) bool { return a.Name == "memory" })
-	if mi < 0 || len(man.WorkingSet) == 0 {
+	mem := man.Artifact("memory")
+	if mem == nil || len(man.WorkingSet) == 0 {
 		t.Fatalf("%s: no memory or no working set", src)
 	}
-	mem := &man.Artifacts[mi]
-	im, err := b.Image("memory")
-	if err != nil {
-		t.Fatal(err)
-	}
-	type loc struct{ frame, slot int32 }
-	hot := map[int64]loc{} // page -> (hot frame number, slot)
-	var hotData [][]byte
-	var hotDigests [][]format.Digest
-	var data []byte
-	var digs []format.Digest
-	flush := func() {
-		if len(digs) > 0 {
-			hotData = append(hotData, format.EncodeFrame(nil, data))
-			hotDigests = append(hotDigests, digs)
-			data, digs = nil, nil
-		}
-	}
-	page := make([]byte, format.PageSize)
+	type ref struct{ frame, slot int32 }
+	// Working-set pages, first touch first, each once.
+	var hotPages []int64
+	isHot := map[int64]bool{}
 	for _, r := range man.WorkingSet {
 		for pg := r.Page; pg < r.Page+r.Count; pg++ {
-			if _, ok := mem.Locate(pg); !ok {
-				continue
-			}
-			if _, ok := hot[pg]; ok {
-				continue
-			}
-			if _, err := im.ReadAt(page, pg*format.PageSize); err != nil {
-				t.Fatal(err)
-			}
-			hot[pg] = loc{int32(len(hotData)), int32(len(digs))}
-			data = append(data, page...)
-			digs = append(digs, format.PageDigest(page))
-			if len(digs) == 32 {
-				flush()
+			if _, ok := mem.Locate(pg); ok && !isHot[pg] {
+				isHot[pg] = true
+				hotPages = append(hotPages, pg)
 			}
 		}
 	}
-	flush()
-	// Memory's extents page by page: hot pages to their hot frame (numbered
-	// after the old frames for now), the rest where they were.
-	const hotBase = 1 << 30
-	var ext []format.Extent
-	add := func(pg int64, f, s int32) {
-		if n := len(ext); n > 0 && ext[n-1].End() == pg && ext[n-1].Frame == f && ext[n-1].Slot+ext[n-1].Count == s {
-			ext[n-1].Count++
-			return
-		}
-		ext = append(ext, format.Extent{Page: pg, Count: 1, Frame: f, Slot: s})
-	}
-	for _, e := range mem.Extents {
-		for pg := e.Page; pg < e.End(); pg++ {
-			if h, ok := hot[pg]; ok {
-				add(pg, hotBase+h.frame, h.slot)
-			} else {
-				add(pg, e.Frame, e.Slot+int32(pg-e.Page))
-			}
-		}
-	}
-	mem.Extents = ext
-	used := map[int32]bool{}
+	// Slots still referred to by pages that stay.
+	keep := map[int32]map[int32]bool{}
 	for _, a := range man.Artifacts {
 		for _, e := range a.Extents {
-			used[e.Frame] = true
+			for pg := e.Page; pg < e.End(); pg++ {
+				if a.Name == "memory" && isHot[pg] {
+					continue
+				}
+				if keep[e.Frame] == nil {
+					keep[e.Frame] = map[int32]bool{}
+				}
+				keep[e.Frame][e.Slot+int32(pg-e.Page)] = true
+			}
 		}
 	}
 	tmp := dst + ".tmp"
@@ -236,37 +200,101 @@ func regroupHot(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	renum := map[int32]int32{}
-	var buf []byte
-	for i, f := range fr.Frames() {
-		if !used[int32(i)] {
-			continue
+	moved := map[ref]ref{} // old (frame, slot) -> new
+	hot := map[int64]ref{} // hot page -> new (frame, slot)
+	var data []byte
+	var digs []format.Digest
+	var pending []int64
+	flush := func() {
+		if len(digs) == 0 {
+			return
 		}
-		if f.External {
-			t.Fatalf("%s: frame %d is external", src, i)
-		}
-		if buf, err = fr.ReadRaw(i, buf); err != nil {
-			t.Fatal(err)
-		}
-		idx, err := w.AddFrame(slices.Clone(buf), f.PageDigests)
+		idx, err := w.AddFrame(format.EncodeFrame(nil, data), digs)
 		if err != nil {
 			t.Fatal(err)
 		}
-		renum[int32(i)] = int32(idx)
+		for k, pg := range pending {
+			hot[pg] = ref{int32(idx), int32(k)}
+		}
+		data, digs, pending = nil, nil, nil
 	}
-	for k := range hotData {
-		idx, err := w.AddFrame(hotData[k], hotDigests[k])
-		if err != nil {
+	im, err := b.Image("memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := make([]byte, format.PageSize)
+	for _, pg := range hotPages {
+		if _, err := im.ReadAt(page, pg*format.PageSize); err != nil {
 			t.Fatal(err)
 		}
-		renum[hotBase+int32(k)] = int32(idx)
+		data = append(data, page...)
+		digs = append(digs, format.PageDigest(page))
+		pending = append(pending, pg)
+		if len(digs) == 32 {
+			flush()
+		}
+	}
+	flush()
+	var raw []byte
+	for i, f := range fr.Frames() {
+		slots := keep[int32(i)]
+		switch {
+		case len(slots) == 0:
+			continue
+		case f.External:
+			t.Fatalf("%s: frame %d is external", src, i)
+		case len(slots) == f.Pages():
+			if raw, err = fr.ReadRaw(i, raw); err != nil {
+				t.Fatal(err)
+			}
+			idx, err := w.AddFrame(slices.Clone(raw), f.PageDigests)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for s := range slots {
+				moved[ref{int32(i), s}] = ref{int32(idx), s}
+			}
+		default:
+			full, err := b.Frame(ctx, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d []byte
+			var dg []format.Digest
+			var order []int32
+			for s := int32(0); s < int32(f.Pages()); s++ {
+				if slots[s] {
+					d = append(d, full[int(s)*format.PageSize:int(s+1)*format.PageSize]...)
+					dg = append(dg, f.PageDigests[s])
+					order = append(order, s)
+				}
+			}
+			idx, err := w.AddFrame(format.EncodeFrame(nil, d), dg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, s := range order {
+				moved[ref{int32(i), s}] = ref{int32(idx), int32(k)}
+			}
+		}
 	}
 	for a := range man.Artifacts {
-		man.Artifacts[a].Extents = slices.Clone(man.Artifacts[a].Extents)
-		for k := range man.Artifacts[a].Extents {
-			e := &man.Artifacts[a].Extents[k]
-			e.Frame = renum[e.Frame]
+		art := &man.Artifacts[a]
+		var ext []format.Extent
+		for _, e := range art.Extents {
+			for pg := e.Page; pg < e.End(); pg++ {
+				to, ok := hot[pg]
+				if art.Name != "memory" || !ok {
+					to = moved[ref{e.Frame, e.Slot + int32(pg-e.Page)}]
+				}
+				if n := len(ext); n > 0 && ext[n-1].End() == pg && ext[n-1].Frame == to.frame && ext[n-1].Slot+ext[n-1].Count == to.slot {
+					ext[n-1].Count++
+					continue
+				}
+				ext = append(ext, format.Extent{Page: pg, Count: 1, Frame: to.frame, Slot: to.slot})
+			}
 		}
+		art.Extents = ext
 	}
 	man.TOC = ""
 	if _, err := w.Finish(&man); err != nil {
