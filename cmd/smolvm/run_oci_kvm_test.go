@@ -111,6 +111,8 @@ type fetchReport struct {
 	tailBytes, frameData      int64
 	configN                   int // config (TOC) fetches, by all processes
 	configBytes               int64
+	readyN                    int   // requests and config fetches started before ready
+	readyBytes                int64 // their bytes
 }
 
 func (r fetchReport) String() string {
@@ -123,11 +125,14 @@ func (r fetchReport) String() string {
 		r.wsFrames, mib(r.wsFrameBytes), r.wsPages, mib(r.hotBytes), mib(r.frameData), mib(r.tailBytes))
 }
 
-func ociFetchReport(t *testing.T, bundle, cache, logPath string) fetchReport {
+// ociFetchReport reads the request log and the cache; requests (config
+// fetches included) that started before ready count in beforeReady.
+func ociFetchReport(t *testing.T, bundle, cache, logPath string, ready time.Time) fetchReport {
 	t.Helper()
 	var r fetchReport
 	if b, err := os.ReadFile(logPath); err == nil {
 		type rec struct {
+			Time   string `json:"t"`
 			Why    string `json:"why"`
 			Blob   string `json:"blob"`
 			Off    int64  `json:"off"`
@@ -140,6 +145,10 @@ func ociFetchReport(t *testing.T, bundle, cache, logPath string) fetchReport {
 			var q rec
 			if json.Unmarshal([]byte(line), &q) != nil {
 				continue
+			}
+			if at, err := time.Parse(time.RFC3339Nano, q.Time); err == nil && at.Before(ready) {
+				r.readyN++
+				r.readyBytes += q.Len
 			}
 			if q.Why == "config" {
 				r.configN++
