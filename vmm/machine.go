@@ -11,6 +11,7 @@ import (
 	"github.com/smolvm/smolvm/vmm/devices/i8042"
 	"github.com/smolvm/smolvm/vmm/devices/pci"
 	"github.com/smolvm/smolvm/vmm/devices/serial"
+	"github.com/smolvm/smolvm/vmm/devices/vmgenid"
 	"github.com/smolvm/smolvm/vmm/kvm"
 )
 
@@ -38,8 +39,11 @@ type Machine struct {
 	i8042  *i8042.Controller
 	acpi   *acpi.Device
 	pci    *pci.Host
-	virtio []*virtioDevice // disks, rng, vsock (virtio.go)
-	disks  []DiskImage     // open disks in guest order (snapshot_source.go)
+	// vmgenid and its page, outside guest RAM (vmgenid.go).
+	vmgenid    *vmgenid.Device
+	vmgenidMem *kvm.Memory
+	virtio     []*virtioDevice // disks, rng, vsock (virtio.go)
+	disks      []DiskImage     // open disks in guest order (snapshot_source.go)
 
 	stop  stopper
 	pause pauseGate // Pause/Resume (control.go)
@@ -106,6 +110,9 @@ func (m *Machine) assemble() error {
 		return err
 	}
 	if err := m.createDevices(); err != nil {
+		return err
+	}
+	if err := m.createVMGenID(); err != nil {
 		return err
 	}
 	if err := m.createDisks(); err != nil {
@@ -194,6 +201,9 @@ func (m *Machine) Close() error {
 	}
 	for _, mem := range m.mem {
 		errs = append(errs, mem.Close())
+	}
+	if m.vmgenidMem != nil {
+		errs = append(errs, m.vmgenidMem.Close())
 	}
 	errs = append(errs, m.unmapFiles())
 	if m.sys != nil {

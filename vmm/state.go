@@ -79,7 +79,7 @@ func (m *Machine) SaveState() (*State, error) {
 
 // RestoreState loads st into a machine that New built from the same Config
 // and that has not run; fill its RAM first. Run then continues the guest
-// where it was saved.
+// where it was saved, with a new VM generation ID (vmgenid.go).
 func (m *Machine) RestoreState(st *State) error {
 	m.mu.Lock()
 	ran := m.ran || m.closed
@@ -110,5 +110,11 @@ func (m *Machine) RestoreState(st *State) error {
 	if err := m.pci.Restore(st.PCI); err != nil {
 		return fmt.Errorf("vmm: restore: %w", err)
 	}
-	return m.restoreVirtio(st.Virtio)
+	if err := m.restoreVirtio(st.Virtio); err != nil {
+		return err
+	}
+	// Every restore is a new generation of the guest (a clone, or a
+	// resume that must not reuse random state): last, once the irqchip and
+	// LAPICs hold their saved state, so the interrupt is not overwritten.
+	return m.newGeneration()
 }

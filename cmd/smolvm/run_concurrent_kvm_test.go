@@ -101,6 +101,20 @@ func daemonStoreStats(t *testing.T, mnt string) (fusefs.FSStats, map[string]int6
 	return fs, store
 }
 
+// snapshotAndStop runs `smolvm snapshot NAME -o bundle --stop` (bounded by
+// timeout) and waits (a minute at most) for the VM's process to exit.
+func snapshotAndStop(t *testing.T, vm *agentVM, bundle string, timeout time.Duration) {
+	t.Helper()
+	if out, errOut, code := smolvmIn(t, vm.root, timeout, "snapshot", vm.name, "-o", bundle, "--stop"); code != 0 {
+		t.Fatalf("snapshot: exit %d\n%s\n%s", code, out, errOut)
+	}
+	select {
+	case <-vm.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("source VM did not exit after snapshot --stop")
+	}
+}
+
 func TestKVMRunSixteenClones(t *testing.T) {
 	kvmtest.Require(t)
 	testStart := time.Now()
@@ -117,14 +131,7 @@ func TestKVMRunSixteenClones(t *testing.T) {
 
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "small.smolmachine")
-	if out, errOut, code := smolvmIn(t, root, 3*time.Minute, "snapshot", "src16", "-o", bundle, "--stop"); code != 0 {
-		t.Fatalf("snapshot: exit %d\n%s\n%s", code, out, errOut)
-	}
-	select {
-	case <-vm.exited:
-	case <-time.After(time.Minute):
-		t.Fatal("source VM did not exit after snapshot --stop")
-	}
+	snapshotAndStop(t, vm, bundle, 3*time.Minute)
 	if !hasWorkingSet(t, bundle) {
 		ws, err := snapshot.RecordWorkingSet(context.Background(), bundle, snapshot.RecordOptions{ReadyTimeout: 100 * time.Second})
 		if err != nil {

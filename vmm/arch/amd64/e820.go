@@ -25,6 +25,7 @@ const MaxE820Entries = 128
 //	[0, EBDAStart)                  RAM (conventional memory)
 //	[EBDAStart, HighMemStart)       reserved (EBDA, VGA hole, BIOS area, ACPI tables)
 //	[HighMemStart, low RAM top)     RAM, up to 3 GiB
+//	[VMGenIDAddr, +4 KiB)           reserved (VM generation ID page)
 //	[IOAPICAddr, +4 KiB)            reserved (IOAPIC)
 //	[LAPICAddr, +4 KiB)             reserved (LAPIC)
 //	[4 GiB, 4 GiB + memSize-3 GiB)  RAM, when memSize > 3 GiB
@@ -42,6 +43,7 @@ func E820Map(memSize uint64) ([]E820Entry, error) {
 		{0, EBDAStart, E820RAM},
 		{EBDAStart, HighMemStart - EBDAStart, E820Reserved},
 		{HighMemStart, low - HighMemStart, E820RAM},
+		{VMGenIDAddr, pageSize, E820Reserved},
 		{IOAPICAddr, APICPageSize, E820Reserved},
 		{LAPICAddr, APICPageSize, E820Reserved},
 	}

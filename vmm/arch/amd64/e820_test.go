@@ -9,7 +9,7 @@ import (
 func TestE820Map(t *testing.T) {
 	const M, G = 1 << 20, 1 << 30
 	bios := []E820Entry{{0, 0x9FC00, E820RAM}, {0x9FC00, 0x60400, E820Reserved}}
-	apics := []E820Entry{{0xFEC00000, 0x1000, E820Reserved}, {0xFEE00000, 0x1000, E820Reserved}}
+	apics := []E820Entry{{0xFEBFF000, 0x1000, E820Reserved}, {0xFEC00000, 0x1000, E820Reserved}, {0xFEE00000, 0x1000, E820Reserved}}
 	join := func(parts ...[]E820Entry) []E820Entry {
 		var out []E820Entry
 		for _, p := range parts {

@@ -73,6 +73,14 @@ const (
 	// SCIIRQ is the ACPI system control interrupt (level, active high).
 	SCIIRQ = 9
 
+	// VMGenIDAddr is the page holding the 16-byte VM generation ID (at its
+	// start): VMM memory of its own in the 32-bit hole, above the PCI BAR
+	// window and below the IOAPIC, reserved in the e820 map. VMGenIDIRQ is
+	// the ISA IRQ (edge, active high) of the ACPI Generic Event Device
+	// that announces a new ID.
+	VMGenIDAddr = 0xFEBFF000
+	VMGenIDIRQ  = 5
+
 	// COM1Port and COM1IRQ locate the 8250 UART.
 	COM1Port = 0x3F8
 	COM1IRQ  = 4

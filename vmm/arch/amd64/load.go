@@ -165,5 +165,7 @@ func ACPIConfig(ncpus int) acpi.Config {
 		PCIIntxGSIBase:   PCIIntxGSIBase,
 		COM1Port:         COM1Port,
 		COM1IRQ:          COM1IRQ,
+		VMGenIDAddr:      VMGenIDAddr,
+		VMGenIDGSI:       ISAGSI(VMGenIDIRQ),
 	}
 }
