@@ -116,6 +116,14 @@ func runOCICold(t *testing.T, root, dir string, reg *registrytest.Registry, labe
 	t.Logf("figure: %s pages/frame: %.1f%% of stored bytes fetched before ready (%.2f of %.2f MiB, %d requests; by the command's end %.2f MiB, %.1f%%) [nested TCG]: %s",
 		label, pct, float64(rep.readyBytes)/(1<<20), float64(stored)/(1<<20), rep.readyN,
 		float64(fetched)/(1<<20), 100*float64(fetched)/float64(stored), lastLine(errOut))
+	// One request per frame however many readers (pager, prefetch), and the
+	// working set's frames come in runs, not one by one.
+	if rep.dupFrames > 0 {
+		t.Errorf("%s: %d frames fetched more than once (%d bytes)", label, rep.dupFrames, rep.dupBytes)
+	}
+	if rep.runFrames >= 2 && rep.runRequests >= rep.runFrames {
+		t.Errorf("%s: the working-set prefetch took %d range requests for %d frames: nothing coalesced", label, rep.runRequests, rep.runFrames)
+	}
 	return pct
 }
 

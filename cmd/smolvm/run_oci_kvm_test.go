@@ -113,14 +113,15 @@ type fetchReport struct {
 	configBytes               int64
 	readyN                    int   // requests and config fetches started before ready
 	readyBytes                int64 // their bytes
+	runRequests, runFrames    int   // working-set runs (prefetch, demand-run): requests, frames
 }
 
 func (r fetchReport) String() string {
 	mib := func(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 2, 64) }
-	return fmt.Sprintf("config (TOC) fetched %d times (%s MiB); %d range requests (%d demand, %d prefetch, %s MiB; %d frames fetched twice, %s MiB); "+
+	return fmt.Sprintf("config (TOC) fetched %d times (%s MiB); %d range requests (%d demand, %d prefetch, %s MiB; working-set runs: %d frames in %d requests; %d frames fetched twice, %s MiB); "+
 		"cache: working-set frames %d (%s MiB), other memory %d (%s MiB), state %d (%s MiB), other %d (%s MiB); "+
 		"the bundle's working-set frames %d (%s MiB, %d pages), those pages alone compressed %s MiB; bundle frames %s MiB, TOC+manifest %s MiB",
-		r.configN, mib(r.configBytes), r.requests, r.demand, r.prefetch, mib(r.netBytes), r.dupFrames, mib(r.dupBytes),
+		r.configN, mib(r.configBytes), r.requests, r.demand, r.prefetch, mib(r.netBytes), r.runFrames, r.runRequests, r.dupFrames, mib(r.dupBytes),
 		r.wsN, mib(r.ws), r.memN, mib(r.mem), r.stateN, mib(r.state), r.otherN, mib(r.other),
 		r.wsFrames, mib(r.wsFrameBytes), r.wsPages, mib(r.hotBytes), mib(r.frameData), mib(r.tailBytes))
 }
@@ -162,6 +163,10 @@ func ociFetchReport(t *testing.T, bundle, cache, logPath string, ready time.Time
 				r.demand++
 			case "prefetch":
 				r.prefetch++
+			}
+			if q.Why == "prefetch" || q.Why == "demand-run" {
+				r.runRequests++
+				r.runFrames += q.Frames
 			}
 			k := q.Blob + "@" + strconv.FormatInt(q.Off, 10)
 			if q.Err == "" {
