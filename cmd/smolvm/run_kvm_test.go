@@ -215,6 +215,7 @@ func TestKVMRun(t *testing.T) {
 			mu.Lock()
 			figures[tc.name] = st
 			mu.Unlock()
+			checkPrefetchUse(t, tc.name, st)
 		})
 	}
 	t.Run("four-at-once", func(t *testing.T) {
@@ -285,6 +286,44 @@ func TestKVMRun(t *testing.T) {
 			line += "; faults " + strconv.FormatInt(p.Faults, 10) + ", prefetched pages " + strconv.FormatInt(p.PrefetchedPages, 10)
 		}
 		t.Log(line)
+	}
+}
+
+// checkPrefetchUse checks the prefetched pages used and wasted that run
+// reports (pager.AccessTracker): measured when the working set was in
+// before the vCPUs ran (uffd, mmap: --wait-prefetch is the default), each
+// prefetched page counted once, the guest having used some; not measured
+// when the prefetch raced the guest or there was none.
+func checkPrefetchUse(t *testing.T, mode string, st runStatsFile) {
+	t.Helper()
+	u, m := st.Memory.PrefetchUse, st.Memory
+	switch mode {
+	case "uffd", "mmap":
+		if u == nil {
+			t.Fatalf("%s: no prefetch use measured: %s", mode, m.PrefetchUseError)
+		}
+		t.Logf("figure: %s: prefetched %d pages, used %d, wasted %d, zero page (not known) %d, absent %d; clear_refs + baseline %.1f ms before resume, measured in %.1f ms [nested TCG]",
+			mode, u.Pages, u.Used, u.Wasted, u.Zero, u.Absent, u.MarkSeconds*1e3, u.MeasureSeconds*1e3)
+		if u.Pages == 0 || u.Used <= 0 {
+			t.Fatalf("%s: prefetch use %+v: the guest used no prefetched page", mode, *u)
+		}
+		if u.Used+u.Wasted+u.Zero+u.Absent != u.Pages || u.Wasted < 0 || u.Zero < 0 || u.Absent < 0 {
+			t.Fatalf("%s: prefetch use %+v does not add up", mode, *u)
+		}
+		if mode == "uffd" {
+			// Every listed page was filled by the prefetch (nothing
+			// faulted before it completed) and stays present.
+			if m.Pager == nil || u.Pages != m.Pager.PrefetchedPages || u.Absent != 0 {
+				t.Fatalf("uffd: prefetch use %+v, daemon's pager stats %+v: used + wasted + zero != pages prefetched", *u, m.Pager)
+			}
+		}
+	case "uffd-racing", "uffd-noprefetch", "eager":
+		if u != nil {
+			t.Fatalf("%s: prefetch use measured (%+v) though the prefetch was not in before the vCPUs ran", mode, *u)
+		}
+		if mode == "uffd-racing" && m.PrefetchUseError == "" {
+			t.Fatalf("uffd-racing: no reason given for not measuring the prefetch's use")
+		}
 	}
 }
 
