@@ -302,8 +302,8 @@ func checkPrefetchUse(t *testing.T, mode string, st runStatsFile) {
 		if u == nil {
 			t.Fatalf("%s: no prefetch use measured: %s", mode, m.PrefetchUseError)
 		}
-		t.Logf("figure: %s: prefetched %d pages, used %d, wasted %d, zero page (not known) %d, absent %d; clear_refs + baseline %.1f ms before resume, measured in %.1f ms [nested TCG]",
-			mode, u.Pages, u.Used, u.Wasted, u.Zero, u.Absent, u.MarkSeconds*1e3, u.MeasureSeconds*1e3)
+		t.Logf("figure: %s: prefetched %d pages, used %d, wasted %d, zero page (not known) %d, absent %d; marked in %.1f ms before resume (clear_refs %.1f ms), measured in %.1f ms [nested TCG]",
+			mode, u.Pages, u.Used, u.Wasted, u.Zero, u.Absent, u.MarkSeconds*1e3, u.ClearSeconds*1e3, u.MeasureSeconds*1e3)
 		if u.Pages == 0 || u.Used <= 0 {
 			t.Fatalf("%s: prefetch use %+v: the guest used no prefetched page", mode, *u)
 		}
