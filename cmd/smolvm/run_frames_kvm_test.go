@@ -67,6 +67,14 @@ func checkFramePages(t *testing.T, root, dir, bundle, blobSHA string) {
 	ociPct["32hot"] = runOCICold(t, root, dir, reg, "32hot", hot, "c-frames32hot-oci")
 	t.Logf("figure: oci:// cold run, fetched before ready / stored: 32 pages/frame %.1f%%, 16 %.1f%%, 8 %.1f%%, 32 with the working set regrouped %.1f%% (goal 15%%) [nested TCG]",
 		ociPct["32"], ociPct["16"], ociPct["8"], ociPct["32hot"])
+	// Issue 10's goal, asserted where the layout allows it: with the working
+	// set in frames of its own, a lazy start fetches <= 15% of the stored
+	// bytes before ready (lab: 9.9-10.8%). With frames cut in address order
+	// the working set's frames alone are ~24% (docs/REGISTRY.md), so the
+	// plain layouts are only reported.
+	if ociPct["32hot"] > 15 {
+		t.Errorf("working-set layout: %.1f%% of the stored bytes fetched before ready, goal 15%%", ociPct["32hot"])
+	}
 	for n, b := range read {
 		if b > memBytes/10 {
 			t.Errorf("%d pages per frame: %d bytes of guest RAM read before ready, more than 10%% of %d", n, b, memBytes)
