@@ -57,17 +57,13 @@ func (s *frameSource) Get(ctx context.Context, d format.Digest) ([]byte, error) 
 	return s.frame(ctx, i)
 }
 
-// frame returns frame i's raw bytes, verified, for a demand read.
+// frame returns frame i's raw bytes, verified, for a demand read: from the
+// frame cache, a cached pack, a fetch already in flight (one request per
+// frame however many readers want it), or the network. A read of a frame
+// the working-set prefetch planned fetches its whole run (frames back to
+// back in the pack) with one range request. It holds the gate prefetches
+// wait on while it is on the network.
 func (s *frameSource) frame(ctx context.Context, i int) ([]byte, error) {
-	return s.frameFor(ctx, i, false)
-}
-
-// frameFor returns frame i's raw bytes, verified: from the frame cache, a
-// cached pack, a fetch already in flight (one request per frame however
-// many readers want it), or the network. A demand read of a frame the
-// working-set prefetch planned fetches its whole run (frames back to back in
-// the pack) with one range request, and holds the gate prefetches wait on.
-func (s *frameSource) frameFor(ctx context.Context, i int, prefetch bool) ([]byte, error) {
 	for {
 		if raw, ok := s.cached(i); ok {
 			return raw, nil
@@ -87,9 +83,7 @@ func (s *frameSource) frameFor(ctx context.Context, i int, prefetch bool) ([]byt
 		}
 		why := "demand"
 		var claimed []int
-		if prefetch {
-			why = "prefetch"
-		} else if run != nil {
+		if run != nil {
 			why = "demand-run"
 			claimed = s.take(run)
 		}
@@ -107,13 +101,9 @@ func (s *frameSource) frameFor(ctx context.Context, i int, prefetch bool) ([]byt
 			continue // someone else fetches i: wait for it
 		}
 		s.sortByPlace(claimed)
-		if !prefetch {
-			s.gate.begin()
-		}
+		s.gate.begin()
 		s.fetchRuns(ctx, claimed, why)
-		if !prefetch {
-			s.gate.end()
-		}
+		s.gate.end()
 		<-c.done
 		return c.raw, c.err
 	}
