@@ -2,8 +2,10 @@
 // bundle as an OCI artifact whose config is the bundle's TOC, manifest and
 // trailer plus a frame index, and whose layers are packs (frames grouped
 // deterministically, content-addressed); pull downloads, verifies and writes
-// a self-contained bundle; Open serves a bundle lazily, fetching single frames
-// with HTTP range requests into a shared on-disk cache (a chunkstore.Store).
+// a self-contained bundle; Open serves a bundle lazily, fetching frames with
+// HTTP range requests (one per frame, or one per run of the working set's
+// frames that lie back to back in a pack) into a shared on-disk cache (a
+// chunkstore.Store).
 // See docs/REGISTRY.md.
 //
 // It speaks the distribution protocol through oras-go (credentials from the
