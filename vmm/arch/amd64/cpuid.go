@@ -27,12 +27,15 @@ const (
 	leafExtTopology     = 0xB
 	leafHybrid          = 0x1A
 	leafV2Topology      = 0x1F
+	leafAMDExtFeatures  = 0x80000001
 	leafAMDAddrSizes    = 0x80000008
 	leafAMDCacheTopo    = 0x8000001D
 	leafAMDExtAPICID    = 0x8000001E
 	leafAMDExtTopo      = 0x80000026
 	leaf1ECXTSCDeadline = 1 << 24
 	leaf1ECXHypervisor  = 1 << 31
+	leaf1ECXVMX         = 1 << 5
+	leafAMDECXSVM       = 1 << 2
 	leaf1EDXHTT         = 1 << 28
 	leaf7EDXHybrid      = 1 << 15
 
@@ -57,6 +60,14 @@ const (
 //   - AMD: 0x80000008 ECX core count and APIC id size, 0x8000001D sharing,
 //     0x8000001E extended APIC id = cpu, one core per compute unit, node 0.
 //   - KVM's paravirtual leaves (0x40000000...) are kept as they are.
+//   - leaf 0xD (XSAVE) is kept as KVM reports it: KVM itself rewrites 0xD.0
+//     EBX (and 0xD.1 EBX with XSAVES/XSAVEC) from the vCPU's XCR0 at
+//     KVM_SET_CPUID2 and at every XCR0 change (guest XSETBV, KVM_SET_XCRS);
+//     a size computed here would go stale (docs/VMM.md).
+//   - No nested virtualization: VMX (leaf 1 ECX bit 5) and SVM (0x80000001
+//     ECX bit 2) are cleared. A guest hypervisor's state (KVM_GET_NESTED_STATE)
+//     is not part of a snapshot, and an L1 KVM that sees SVM in its guest's
+//     CPUID runs that guest with its nested-virtualization paths enabled.
 //   - Removed because they would describe the host rather than the guest:
 //     leaf 3 (processor serial number), leaf 0x1A and the leaf 7 hybrid bit
 //     (P-core/E-core types), leaf 0x80000026 (AMD extended topology, not
@@ -82,6 +93,7 @@ func FilterCPUID(supported []CPUIDEntry, cpu, ncpus int) []CPUIDEntry {
 		case leafFeatures:
 			e.EBX = e.EBX&0x0000FF00 | uint32(cpu)<<24 | uint32(min(ncpus, 0xFF))<<16
 			e.ECX |= leaf1ECXHypervisor | leaf1ECXTSCDeadline
+			e.ECX &^= leaf1ECXVMX
 			if ncpus > 1 {
 				e.EDX |= leaf1EDXHTT
 			} else {
@@ -95,6 +107,8 @@ func FilterCPUID(supported []CPUIDEntry, cpu, ncpus int) []CPUIDEntry {
 			if e.Index == 0 {
 				e.EDX &^= leaf7EDXHybrid
 			}
+		case leafAMDExtFeatures:
+			e.ECX &^= leafAMDECXSVM
 		case leafAMDAddrSizes:
 			if amd {
 				e.ECX = e.ECX&^0xF0FF | coreBits<<12 | uint32(ncpus-1)&0xFF

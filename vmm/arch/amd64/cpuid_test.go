@@ -212,3 +212,71 @@ func TestSetupLAPIC(t *testing.T) {
 		t.Errorf("short register page accepted")
 	}
 }
+
+// TestFilterCPUIDKeepsXSAVELeaf: leaf 0xD reaches every vCPU exactly as KVM
+// reported it. KVM rewrites 0xD.0 EBX (and 0xD.1 EBX with XSAVES/XSAVEC)
+// from the vCPU's XCR0 at KVM_SET_CPUID2 and at each XCR0 change; a size the
+// VMM computed would go stale and trip Linux's "XSAVE consistency problem"
+// check. The values are the lab's (QEMU -cpu max: x87, SSE, AVX, PKRU).
+func TestFilterCPUIDKeepsXSAVELeaf(t *testing.T) {
+	sig := uint32(CPUIDFlagSignificantIndex)
+	xsave := []CPUIDEntry{
+		{Function: 0xD, Index: 0, Flags: sig, EAX: 0x207, EBX: 0x240, ECX: 0xA88},
+		{Function: 0xD, Index: 1, Flags: sig, EAX: 0x5},
+		{Function: 0xD, Index: 2, Flags: sig, EAX: 0x100, EBX: 0x240},
+		{Function: 0xD, Index: 9, Flags: sig, EAX: 0x8, EBX: 0xA80},
+	}
+	for _, tc := range []struct {
+		name  string
+		table func() []CPUIDEntry
+	}{{"amd", amdTable}, {"intel", intelTable}} {
+		for cpu := range 2 {
+			in := append(tc.table(), xsave...)
+			out := FilterCPUID(in, cpu, 2)
+			for _, w := range xsave {
+				if e, n := find(out, w.Function, w.Index); n != 1 || e != w {
+					t.Errorf("%s cpu %d: leaf 0xD.%d = %+v (%d copies), want %+v", tc.name, cpu, w.Index, e, n, w)
+				}
+			}
+			// The largest area (0xD.0 ECX) holds every component that
+			// 0xD.0 EAX lists, at the offset and size its subleaf gives.
+			top, _ := find(out, 0xD, 0)
+			for bit := uint32(2); bit < 32; bit++ {
+				if top.EAX&(1<<bit) == 0 {
+					continue
+				}
+				c, n := find(out, 0xD, bit)
+				if n != 1 || c.EBX+c.EAX > top.ECX {
+					t.Errorf("%s cpu %d: component %d at %#x+%#x does not fit the %#x-byte area", tc.name, cpu, bit, c.EBX, c.EAX, top.ECX)
+				}
+			}
+		}
+	}
+}
+
+// TestFilterCPUIDHidesNestedVirtualization: VMX and SVM never reach a guest;
+// the bits beside them stay.
+func TestFilterCPUIDHidesNestedVirtualization(t *testing.T) {
+	amdExt := CPUIDEntry{Function: 0x80000001, EAX: 0xA20F12, ECX: 0x75C237FF, EDX: 0x2FD3FBFF}
+	for _, tc := range []struct {
+		name  string
+		table []CPUIDEntry
+		fn    uint32
+		bit   uint32
+		added uint32 // bits FilterCPUID sets in that leaf's ECX anyway
+	}{
+		{"intel vmx", intelTable(), 1, 1 << 5, leaf1ECXHypervisor | leaf1ECXTSCDeadline},
+		{"amd svm", append(amdTable(), amdExt), 0x80000001, 1 << 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, _ := find(tc.table, tc.fn, 0)
+			if in.ECX&tc.bit == 0 {
+				t.Fatalf("test table lacks bit %#x in leaf %#x ECX %#x", tc.bit, tc.fn, in.ECX)
+			}
+			e, n := find(FilterCPUID(tc.table, 0, 2), tc.fn, 0)
+			if want := in.ECX&^tc.bit | tc.added; n != 1 || e.ECX != want {
+				t.Errorf("leaf %#x ECX = %#x (%d copies), want %#x (bit %#x clear, the rest kept)", tc.fn, e.ECX, n, want, tc.bit)
+			}
+		})
+	}
+}
