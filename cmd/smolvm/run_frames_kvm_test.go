@@ -69,7 +69,7 @@ func checkFramePages(t *testing.T, root, dir, bundle, blobSHA string) {
 		ociPct["32"], ociPct["16"], ociPct["8"], ociPct["32hot"])
 	// Issue 10's goal, asserted where the layout allows it: with the working
 	// set in frames of its own, a lazy start fetches <= 15% of the stored
-	// bytes before ready (lab: 9.9-10.8%). With frames cut in address order
+	// bytes before ready (lab: 9.9-10.8%, three runs). With frames cut in address order
 	// the working set's frames alone are ~24% (docs/REGISTRY.md), so the
 	// plain layouts are only reported.
 	if ociPct["32hot"] > 15 {
