@@ -26,10 +26,16 @@ type IdentityRequest struct {
 	// clone's network device has a new address).
 	OldMAC string `json:"old_mac,omitempty"`
 	MAC    string `json:"mac,omitempty"`
+	// RenewLease asks, after the MAC change, for a DHCP lease of the new
+	// MAC (the guest's DHCP client run once more): on a bridged network the
+	// clone must not keep the source's address. The user-mode network gives
+	// every MAC the same static lease, so the VMM leaves it off there.
+	RenewLease bool `json:"renew_lease,omitempty"`
 }
 
 // IdentityResult says what the agent applied: the names of the steps done
-// ("entropy", "reseed", "hostname", "machine-id", "clock", "mac") and the
+// ("entropy", "reseed", "hostname", "machine-id", "clock", "mac", "lease",
+// "announce") and the
 // failures, each naming its step.
 type IdentityResult struct {
 	Applied []string `json:"applied"`

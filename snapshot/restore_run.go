@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/smolvm/smolvm/agent"
@@ -81,6 +82,7 @@ func (r *Restored) Identity(hostname string) agent.IdentityRequest {
 	req.MachineID = hex.EncodeToString(id)
 	if n := r.Machine.Network(); n != nil && r.Saved.Config.Net != nil && n.MAC != r.Saved.Config.Net.MAC {
 		req.OldMAC, req.MAC = r.Saved.Config.Net.MAC, n.MAC
+		req.RenewLease = strings.HasPrefix(n.Mode, "tap")
 	}
 	return req
 }

@@ -57,7 +57,14 @@ func applyIdentity(req agent.IdentityRequest) agent.IdentityResult {
 		step("clock", unix.ClockSettime(unix.CLOCK_REALTIME, &ts))
 	}
 	if req.MAC != "" {
-		step("mac", setMAC(req.OldMAC, req.MAC))
+		ifname, err := setMAC(req.OldMAC, req.MAC)
+		step("mac", err)
+		if err == nil {
+			if req.RenewLease {
+				step("lease", renewLease(ifname))
+			}
+			step("announce", announce(ifname))
+		}
 	}
 	res.Uptime = uptime()
 	return res
@@ -118,19 +125,20 @@ func writeMachineID(id string) error {
 	return os.Rename(tmp, path)
 }
 
-// setMAC gives the interface whose address is oldMAC the address mac.
-func setMAC(oldMAC, mac string) error {
+// setMAC gives the interface whose address is oldMAC the address mac and
+// returns its name.
+func setMAC(oldMAC, mac string) (string, error) {
 	hw, err := net.ParseMAC(mac)
 	if err != nil || len(hw) != 6 {
-		return fmt.Errorf("bad MAC %q", mac)
+		return "", fmt.Errorf("bad MAC %q", mac)
 	}
 	ifs, err := net.Interfaces()
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, ifc := range ifs {
 		if strings.EqualFold(ifc.HardwareAddr.String(), hw.String()) {
-			return nil // already done (a repeated request)
+			return ifc.Name, nil // already done (a repeated request)
 		}
 	}
 	for _, ifc := range ifs {
@@ -139,7 +147,7 @@ func setMAC(oldMAC, mac string) error {
 		}
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			return err
+			return "", err
 		}
 		defer unix.Close(fd)
 		// struct ifreq: name[16], then struct sockaddr (family, data[14]).
@@ -148,11 +156,11 @@ func setMAC(oldMAC, mac string) error {
 		binary.NativeEndian.PutUint16(req[16:], arphrdEther)
 		copy(req[18:], hw)
 		if err := ioctlPtr(uintptr(fd), siocSIFHWADDR, unsafe.Pointer(&req[0])); err != nil {
-			return fmt.Errorf("%s: SIOCSIFHWADDR: %w", ifc.Name, err)
+			return "", fmt.Errorf("%s: SIOCSIFHWADDR: %w", ifc.Name, err)
 		}
-		return nil
+		return ifc.Name, nil
 	}
-	return fmt.Errorf("no interface has address %s", oldMAC)
+	return "", fmt.Errorf("no interface has address %s", oldMAC)
 }
 
 func uptime() float64 {

@@ -181,8 +181,8 @@ func TestKVMNetClones(t *testing.T) {
 		} else if err := json.Unmarshal(b, &st); err != nil {
 			t.Fatalf("%s: %v", c.stats, err)
 		}
-		if !slices.Contains(st.Identity.Applied, "mac") || len(st.Identity.Errors) > 0 {
-			t.Errorf("%s: identity applied %v, errors %v: want the new MAC applied", name, st.Identity.Applied, st.Identity.Errors)
+		if !slices.Contains(st.Identity.Applied, "mac") || !slices.Contains(st.Identity.Applied, "announce") || len(st.Identity.Errors) > 0 {
+			t.Errorf("%s: identity applied %v, errors %v: want the new MAC applied and announced", name, st.Identity.Applied, st.Identity.Errors)
 		}
 		readys = append(readys, fmt.Sprintf("%.2f s", st.ReadyS))
 		c.mac = guestMAC(t, c.vm)
