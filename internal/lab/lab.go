@@ -42,6 +42,10 @@ type Options struct {
 	Timeout time.Duration // whole run, boot included; 0 means 10 minutes
 	Stdout  io.Writer     // the command's stdout and stderr, merged; nil means os.Stdout
 
+	// TCGThread is QEMU's TCG threading: "" or "multi" (one host thread per
+	// lab vCPU, QEMU's default) or "single" (all lab vCPUs on one thread).
+	TCGThread string
+
 	// Silence, when > 0, gives the lab up as wedged (ErrWedged) once neither
 	// its kernel console nor the command's output has grown for that long:
 	// a lab VM that stalls without a panic or lockup message.
@@ -240,7 +244,7 @@ func shellQuote(s string) string {
 func qemuArgs(o Options, initrd, ctl, consoleLog string) []string {
 	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-accel", "tcg", "-cpu", "max",
+		"-accel", accel(o.TCGThread), "-cpu", "max",
 		"-smp", strconv.Itoa(o.CPUs), "-m", strconv.Itoa(o.MemMB),
 		"-kernel", o.Kernel.Image, "-initrd", initrd,
 		"-append", "console=ttyS0 quiet loglevel=4 panic=-1",
@@ -270,4 +274,12 @@ func consoleTail(file string) string {
 		lines = lines[len(lines)-25:]
 	}
 	return "lab VM console (last lines):\n" + strings.Join(lines, "\n")
+}
+
+// accel is QEMU's -accel value for the TCG threading mode.
+func accel(thread string) string {
+	if thread == "" {
+		return "tcg"
+	}
+	return "tcg,thread=" + thread
 }

@@ -23,6 +23,7 @@ func main() {
 	var shares, env list
 	flag.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "limit for the whole run, boot included")
 	flag.DurationVar(&o.Silence, "silence", 0, "give the lab up as wedged after this long without console or command output (0: never)")
+	flag.StringVar(&o.TCGThread, "tcg-thread", os.Getenv("SMOLVM_LAB_TCG_THREAD"), "QEMU TCG threading: multi (default) or single")
 	flag.IntVar(&o.MemMB, "mem", 4096, "lab VM memory in MiB")
 	flag.IntVar(&o.CPUs, "cpus", 2, "lab VM vCPUs")
 	flag.StringVar(&o.Dir, "dir", "", "working directory inside the lab (default: the current one)")
