@@ -60,12 +60,12 @@ else
 					d=${e%% *}; re=${e#* }
 					name=$(echo "${d#./}" | tr / _)
 					echo "echo '=== test-kvm: ${d#./}'"
-					echo "cd '$root/$d' && '$lab/bin/$name.test' -test.run '$re' -test.v -test.timeout 13m; echo \"=== test-kvm done: ${d#./} rc=\$?\""
+					echo "cd '$root/$d' && '$lab/bin/$name.test' -test.run '$re' -test.v -test.timeout 16m; echo \"=== test-kvm done: ${d#./} rc=\$?\""
 				done
 			} >"$runner"
 			out=$log.$tag.$attempt
 			set +e
-			"$lab/bin/labrun" -timeout 14m -silence 5m -- sh "$runner" 2>&1 | tee "$out"
+			"$lab/bin/labrun" -timeout 18m -silence 5m -- sh "$runner" 2>&1 | tee "$out"
 			local lrc=${PIPESTATUS[0]}
 			set -e
 			cat "$out" >>"$log"
