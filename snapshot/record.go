@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/smolvm/smolvm/chunkstore"
-	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/pager"
 )
 
@@ -28,9 +26,9 @@ type RecordOptions struct {
 // RecordWorkingSet restores the bundle at bundlePath once, lazily
 // (userfaultfd, nothing prefetched), with the daemon recording which memory
 // the guest touches until its agent answers, then stops that clone and
-// rewrites the bundle with that list as the manifest's working set (a new
-// file renamed over the old one: frames and TOC are copied unchanged, so
-// the new bundle has the same content and a new manifest digest). A later
+// rewrites the bundle with that list as the manifest's working set and
+// those pages in frames of their own (SetWorkingSet: a new file renamed over
+// the old one, with the same image bytes and a new manifest digest). A later
 // run prefetches the list. It returns the working set recorded.
 func RecordWorkingSet(ctx context.Context, bundlePath string, opts RecordOptions) (*pager.WorkingSet, error) {
 	tmp, err := os.MkdirTemp("", "smolvm-record-")
@@ -65,7 +63,7 @@ func RecordWorkingSet(ctx context.Context, bundlePath string, opts RecordOptions
 	if cerr != nil {
 		return nil, fmt.Errorf("snapshot: record working set: %w", cerr)
 	}
-	if err := SetWorkingSet(bundlePath, opts.StoreDir, ws); err != nil {
+	if _, err := setWorkingSet(ctx, bundlePath, opts.StoreDir, ws); err != nil {
 		return nil, err
 	}
 	return ws, nil
@@ -96,56 +94,11 @@ func recordRun(ctx context.Context, r *Restored, readyTimeout time.Duration) (*p
 }
 
 // SetWorkingSet rewrites the bundle at path with ws's memory ranges as the
-// manifest's working set: frames are copied raw, in table order (external
-// frames stay references), into a temporary file beside path that is then
-// renamed over it.
+// manifest's working set and the working-set layout (writeLayout: those
+// pages in frames of their own, first touch first; every image reads back
+// the same bytes), into a temporary file beside path that is then renamed
+// over it (a VM running from the old file keeps its inode).
 func SetWorkingSet(path, storeDir string, ws *pager.WorkingSet) error {
-	b, err := chunkstore.Open(path, chunkstore.Options{StoreDir: storeDir})
-	if err != nil {
-		return fmt.Errorf("snapshot: set working set: %w", err)
-	}
-	defer b.Close()
-	fr := b.Format()
-	man := *fr.Manifest()
-	man.WorkingSet = nil
-	for _, pr := range ws.Ranges {
-		if pr.Artifact == format.ArtifactMemory {
-			man.WorkingSet = append(man.WorkingSet, format.PageRange{Page: pr.Page, Count: pr.Count})
-		}
-	}
-	out, err := chunkstore.CreateAtomic(path)
-	if err != nil {
-		return fmt.Errorf("snapshot: set working set: %w", err)
-	}
-	defer out.Abort()
-	w, err := format.NewWriter(out)
-	if err != nil {
-		return fmt.Errorf("snapshot: set working set: %w", err)
-	}
-	var buf []byte
-	for i, f := range fr.Frames() {
-		var idx int
-		if f.External {
-			idx, err = w.AddExternalFrame(f.Length, f.PageDigests)
-		} else {
-			if buf, err = fr.ReadRaw(i, buf); err != nil {
-				return fmt.Errorf("snapshot: set working set: %w", err)
-			}
-			idx, err = w.AddFrame(buf, f.PageDigests)
-		}
-		if err != nil {
-			return fmt.Errorf("snapshot: set working set: frame %d: %w", i, err)
-		}
-		if idx != i {
-			return fmt.Errorf("snapshot: set working set: frame %d became %d (duplicate frame digest)", i, idx)
-		}
-	}
-	man.TOC = ""
-	if _, err := w.Finish(&man); err != nil {
-		return fmt.Errorf("snapshot: set working set: %w", err)
-	}
-	if err := out.Commit(); err != nil {
-		return fmt.Errorf("snapshot: set working set: %w", err)
-	}
-	return nil
+	_, err := setWorkingSet(context.Background(), path, storeDir, ws)
+	return err
 }
