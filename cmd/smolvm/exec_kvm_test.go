@@ -56,15 +56,15 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-func bootAgentVM(t *testing.T, name string, args ...string) *agentVM {
+// startAgentVM starts bin with args as VM name under the run dir root
+// (SMOLVM_RUN_DIR), its output collected in vm.console, and stops it in
+// t.Cleanup (SIGTERM, then kill after 20 s), logging the output's tail under
+// "<what> of NAME" when the test failed.
+func startAgentVM(t *testing.T, name, root, what, bin string, args ...string) *agentVM {
 	t.Helper()
-	bin := smolvmBin(t)
-	if _, err := os.Stat(filepath.Join(filepath.Dir(bin), guest.AgentName)); err != nil {
-		t.Fatalf("bin/smolvm-agent missing (make build builds it): %v", err)
-	}
-	vm := &agentVM{name: name, root: t.TempDir(), exited: make(chan struct{})}
-	vm.cmd = exec.Command(bin, append([]string{"boot", "--name", name, "--cpus", "2", "--mem", "256M"}, args...)...)
-	vm.cmd.Env = append(os.Environ(), "SMOLVM_RUN_DIR="+vm.root)
+	vm := &agentVM{name: name, root: root, exited: make(chan struct{})}
+	vm.cmd = exec.Command(bin, args...)
+	vm.cmd.Env = append(os.Environ(), "SMOLVM_RUN_DIR="+root)
 	vm.cmd.Stdout, vm.cmd.Stderr = &vm.console, &vm.console
 	if err := vm.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -86,9 +86,20 @@ func bootAgentVM(t *testing.T, name string, args ...string) *agentVM {
 			}
 		}
 		if t.Failed() {
-			t.Logf("console of %s:\n%s", name, tailLines(vm.console.String()))
+			t.Logf("%s of %s:\n%s", what, name, tailLines(vm.console.String()))
 		}
 	})
+	return vm
+}
+
+func bootAgentVM(t *testing.T, name string, args ...string) *agentVM {
+	t.Helper()
+	bin := smolvmBin(t)
+	if _, err := os.Stat(filepath.Join(filepath.Dir(bin), guest.AgentName)); err != nil {
+		t.Fatalf("bin/smolvm-agent missing (make build builds it): %v", err)
+	}
+	vm := startAgentVM(t, name, t.TempDir(), "console", bin,
+		append([]string{"boot", "--name", name, "--cpus", "2", "--mem", "256M"}, args...)...)
 	// exec fails at once for a VM without a state dir: wait for the
 	// control socket (boot builds the initramfs first).
 	sock := filepath.Join(vm.root, name, control.ControlSocketName)

@@ -6,12 +6,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,32 +29,8 @@ var macRE = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
 // without a command (the clone keeps running) and stops it in t.Cleanup.
 func startNetClone(t *testing.T, root, bundle, name string, port int, stats string) *agentVM {
 	t.Helper()
-	vm := &agentVM{name: name, root: root, exited: make(chan struct{})}
-	vm.cmd = exec.Command(smolvmBin(t), "run", bundle, "--name", name, "--ready-timeout", "150s",
+	return startAgentVM(t, name, root, "output", smolvmBin(t), "run", bundle, "--name", name, "--ready-timeout", "150s",
 		"-p", fmt.Sprintf("127.0.0.1:%d:80", port), "--stats", stats)
-	vm.cmd.Env = append(os.Environ(), "SMOLVM_RUN_DIR="+root)
-	vm.cmd.Stdout, vm.cmd.Stderr = &vm.console, &vm.console
-	if err := vm.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { vm.waitErr = vm.cmd.Wait(); close(vm.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-vm.exited:
-		default:
-			_ = vm.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-vm.exited:
-			case <-time.After(20 * time.Second):
-				_ = vm.cmd.Process.Kill()
-				<-vm.exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", name, tailLines(vm.console.String()))
-		}
-	})
-	return vm
 }
 
 // waitHTTP polls url until it answers 200 with a body containing want and

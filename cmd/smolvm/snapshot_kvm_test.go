@@ -3,11 +3,9 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,30 +23,7 @@ import (
 // running) and waits for its control socket.
 func startRunVM(t *testing.T, root, bundle, name string) *agentVM {
 	t.Helper()
-	vm := &agentVM{name: name, root: root, exited: make(chan struct{})}
-	vm.cmd = exec.Command(smolvmBin(t), "run", bundle, "--name", name, "--ready-timeout", "150s")
-	vm.cmd.Env = append(os.Environ(), "SMOLVM_RUN_DIR="+root)
-	vm.cmd.Stdout, vm.cmd.Stderr = &vm.console, &vm.console
-	if err := vm.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { vm.waitErr = vm.cmd.Wait(); close(vm.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-vm.exited:
-		default:
-			_ = vm.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-vm.exited:
-			case <-time.After(20 * time.Second):
-				_ = vm.cmd.Process.Kill()
-				<-vm.exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", name, tailLines(vm.console.String()))
-		}
-	})
+	vm := startAgentVM(t, name, root, "output", smolvmBin(t), "run", bundle, "--name", name, "--ready-timeout", "150s")
 	sock := filepath.Join(root, name, control.ControlSocketName)
 	for deadline := time.Now().Add(3 * time.Minute); ; {
 		if _, err := os.Stat(sock); err == nil {
