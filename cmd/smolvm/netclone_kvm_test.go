@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -149,12 +148,7 @@ func TestKVMNetClones(t *testing.T) {
 	var readys []string
 	for _, c := range clones {
 		name := c.vm.name
-		var st runStatsFile
-		if b, err := os.ReadFile(c.stats); err != nil {
-			t.Fatal(err)
-		} else if err := json.Unmarshal(b, &st); err != nil {
-			t.Fatalf("%s: %v", c.stats, err)
-		}
+		st := readRunStats(t, c.stats)
 		if !slices.Contains(st.Identity.Applied, "mac") || !slices.Contains(st.Identity.Applied, "announce") || len(st.Identity.Errors) > 0 {
 			t.Errorf("%s: identity applied %v, errors %v: want the new MAC applied and announced", name, st.Identity.Applied, st.Identity.Errors)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,14 +43,7 @@ func checkFramePages(t *testing.T, root, dir, bundle, blobSHA string) {
 		if p := parseProbe(t, o); p.blob != blobSHA || p.c2 <= p.c1 {
 			t.Fatalf("%d pages per frame: blob %s (want %s), counter %d then %d", n, p.blob, blobSHA, p.c1, p.c2)
 		}
-		var st runStatsFile
-		b, err := os.ReadFile(stats)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &st); err != nil {
-			t.Fatal(err)
-		}
+		st := readRunStats(t, stats)
 		read[n], memBytes = st.Memory.BytesRead, st.MemBytes
 		pct := runOCICold(t, root, dir, reg, strconv.Itoa(n), out, name+"-oci")
 		ociPct[strconv.Itoa(n)] = pct
@@ -100,12 +92,7 @@ func runOCICold(t *testing.T, root, dir string, reg *registrytest.Registry, labe
 	if _, err := strconv.Atoi(lastLine(o)); err != nil {
 		t.Fatalf("run oci://%s: counter %q", ref, o)
 	}
-	var st runStatsFile
-	if b, err := os.ReadFile(stats); err != nil {
-		t.Fatal(err)
-	} else if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
+	st := readRunStats(t, stats)
 	// Ready as the test's clock sees it: the run's ready_s counts from its
 	// own start, a little after ours; 0.3 s more leans to counting a
 	// request that started just after ready rather than missing one.

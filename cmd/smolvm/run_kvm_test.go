@@ -102,6 +102,20 @@ type runStatsFile struct {
 	} `json:"identity"`
 }
 
+// readRunStats reads the file `smolvm run --stats` wrote.
+func readRunStats(t *testing.T, file string) runStatsFile {
+	t.Helper()
+	var st runStatsFile
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return st
+}
+
 func TestKVMRun(t *testing.T) {
 	kvmtest.Require(t)
 	smolmount, err := filepath.Abs("../../bin/smolmount")
@@ -183,14 +197,7 @@ func TestKVMRun(t *testing.T) {
 		if p.host != name {
 			t.Fatalf("clone hostname %q, want %q", p.host, name)
 		}
-		var st runStatsFile
-		b, err := os.ReadFile(stats)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &st); err != nil {
-			t.Fatal(err)
-		}
+		st := readRunStats(t, stats)
 		if len(st.Identity.Errors) > 0 {
 			t.Fatalf("identity errors: %v", st.Identity.Errors)
 		}
