@@ -91,15 +91,7 @@ func TestDemandTakesPlannedRun(t *testing.T) {
 	lz, img, _, _, _ := wsBundle(t)
 	runs := groupRuns(lz.workingSetFrames(), lz.src.cfg.locs, DefaultMaxRun)
 	lz.src.setPlan(runs) // planned, no worker started
-	var run []int
-	for _, r := range runs {
-		if len(r) > len(run) {
-			run = r
-		}
-	}
-	if len(run) < 3 {
-		t.Fatalf("longest run %v: test needs 3 frames or more", run)
-	}
+	run := longestRun(t, runs)
 	var runBytes int64
 	for _, i := range run {
 		runBytes += lz.src.cfg.locs[i].length
@@ -191,15 +183,7 @@ func TestCoalescedRunTamperedFrame(t *testing.T) {
 	lz, img, reg, ref, dir := wsBundle(t)
 	locs := lz.src.cfg.locs
 	runs := groupRuns(lz.workingSetFrames(), locs, DefaultMaxRun)
-	var run []int
-	for _, r := range runs {
-		if len(r) > len(run) {
-			run = r
-		}
-	}
-	if len(run) < 3 {
-		t.Fatalf("longest run %v: test needs 3 frames or more", run)
-	}
+	run := longestRun(t, runs)
 	victim := run[len(run)/2]
 	vl := locs[victim]
 	path := reg.BlobPath(vl.pack.String())
@@ -304,4 +288,19 @@ func TestConfigCachedOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// longestRun is the longest of runs; the tests using it need 3 frames or more.
+func longestRun(t *testing.T, runs [][]int) []int {
+	t.Helper()
+	var run []int
+	for _, r := range runs {
+		if len(r) > len(run) {
+			run = r
+		}
+	}
+	if len(run) < 3 {
+		t.Fatalf("longest run %v: test needs 3 frames or more", run)
+	}
+	return run
 }
