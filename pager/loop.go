@@ -49,17 +49,19 @@ func (l *faultLoop) settle(limit time.Duration) {
 	}
 }
 
-// prefetchItem is one unit of prefetch work: a fetched frame (img, frame,
-// data), or a run of pages of one region (r, idx, n): zero pages, or with
-// data those pages' bytes.
+// prefetchItem is one unit of prefetch work: runs of pages to fill, in
+// order, or the end of the prefetch list.
 type prefetchItem struct {
-	img   chunkstore.Image
-	frame int32
-	data  []byte
-	r     *region // page run
-	idx   int64
-	n     int64
-	last  bool // end of the prefetch list
+	pieces []prefetchPiece
+	last   bool // end of the prefetch list
+}
+
+// prefetchPiece is pages [idx, idx+n) of region r: zero pages, or with
+// data those pages' bytes.
+type prefetchPiece struct {
+	r      *region
+	idx, n int64
+	data   []byte
 }
 
 // signal wakes a worker for prefetch work.
@@ -339,21 +341,21 @@ func (l *faultLoop) fill(r *region, idx, n int64, src []byte, mode uint64, prefe
 
 // prefetchOne fills one prefetched item's missing pages.
 func (l *faultLoop) prefetchOne(it prefetchItem) error {
-	var err error
 	if it.last {
-		l.c.prefetchDone.Store(true)
+		l.c.markPrefetchDone()
 		return nil
 	}
-	switch {
-	case it.r != nil && it.data != nil:
-		err = l.fill(it.r, it.idx, it.n, it.data, uffd.CopyModeDontWake, true)
-	case it.r != nil:
-		err = l.fill(it.r, it.idx, it.n, nil, uffd.ZeroPageModeDontWake, true)
-	default:
-		err = l.fillFrame(it.img, it.frame, it.data, true)
+	for _, p := range it.pieces {
+		var err error
+		if p.data != nil {
+			err = l.fill(p.r, p.idx, p.n, p.data, uffd.CopyModeDontWake, true)
+		} else {
+			err = l.fill(p.r, p.idx, p.n, nil, uffd.ZeroPageModeDontWake, true)
+		}
+		if errors.Is(err, errClientGone) {
+			return err
+		}
+		// Other errors are not fatal: a demand fault reports them.
 	}
-	if errors.Is(err, errClientGone) {
-		return err
-	}
-	return nil // a failed prefetch is not fatal: a demand fault reports it
+	return nil
 }

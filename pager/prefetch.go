@@ -26,18 +26,57 @@ type prefetchRun struct {
 	zero   bool
 	frame  int32
 	slot   int64 // frame slot of page idx
+}
+
+// prefetchJob is one unit of prefetch work: consecutive runs of the plan
+// that share a frame (fetched once), or consecutive zero runs. One job is
+// one item for the fault loop: a working set laid out at record time puts
+// many single, scattered pages into each frame, and handing the loop a
+// page at a time cost a wake-up per page.
+type prefetchJob struct {
+	runs []*prefetchRun
+	zero bool
 	// fetch: the frame's bytes, filled by a fetcher; done closed then.
 	data []byte
 	err  error
 	done chan struct{}
 }
 
+// maxZeroJob bounds the zero runs of one job (they are filled one
+// UFFDIO_ZEROPAGE each, between demand faults).
+const maxZeroJob = 64
+
+// groupPrefetch joins consecutive runs of one frame (or consecutive zero
+// runs) into jobs, in plan order.
+func groupPrefetch(runs []*prefetchRun) []*prefetchJob {
+	var jobs []*prefetchJob
+	for _, p := range runs {
+		if n := len(jobs); n > 0 {
+			j := jobs[n-1]
+			first := j.runs[0]
+			switch {
+			case p.zero && j.zero && len(j.runs) < maxZeroJob,
+				!p.zero && !j.zero && p.r.img == first.r.img && p.frame == first.frame:
+				j.runs = append(j.runs, p)
+				continue
+			}
+		}
+		j := &prefetchJob{runs: []*prefetchRun{p}, zero: p.zero}
+		if !p.zero {
+			j.done = make(chan struct{})
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs
+}
+
 // runPrefetch walks ws in order and hands the fault loop the listed pages
-// still missing (zero runs, and pages of fetched frames). Frames are fetched
-// by prefetchFetchers goroutines, at most prefetchAhead+prefetchFetchers
-// ahead of the loop, in list order. The loop only takes an item when no
-// fault is pending, so demand faults always go first. Fetch errors skip the
-// pages: a demand fault on them will report the error.
+// still missing (zero runs, and pages of fetched frames), a job at a time.
+// Frames are fetched by prefetchFetchers goroutines, at most
+// prefetchAhead+prefetchFetchers ahead of the loop, in list order. The loop
+// only takes an item when no fault is pending, so demand faults always go
+// first. Fetch errors skip the pages: a demand fault on them will report
+// the error.
 func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(string, ...any)) {
 	send := func(it prefetchItem) bool {
 		select {
@@ -49,12 +88,12 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 		}
 	}
 	defer send(prefetchItem{last: true})
-	runs := l.planPrefetch(ws)
+	jobs := groupPrefetch(l.planPrefetch(ws))
 
-	// Fetchers take the runs' frames in order; tokens bound how far they
-	// get ahead of the sender (which returns a token per run it is done
-	// with), so the run the sender waits for is always being fetched.
-	jobs := make(chan *prefetchRun)
+	// Fetchers take the jobs' frames in order; tokens bound how far they
+	// get ahead of the sender (which returns a token per job it is done
+	// with), so the job the sender waits for is always being fetched.
+	fetchq := make(chan *prefetchJob)
 	tokens := make(chan struct{}, prefetchAhead+prefetchFetchers)
 	var wg sync.WaitGroup
 	fctx, cancel := context.WithCancel(ctx)
@@ -63,18 +102,19 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for p := range jobs {
-				p.data, p.err = l.fetch(fctx, p.r.img, p.frame)
-				close(p.done)
+			for j := range fetchq {
+				first := j.runs[0]
+				j.data, j.err = l.fetch(fctx, first.r.img, first.frame)
+				close(j.done)
 			}
 		}()
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer close(jobs)
-		for _, p := range runs {
-			if p.zero {
+		defer close(fetchq)
+		for _, j := range jobs {
+			if j.zero {
 				continue
 			}
 			select {
@@ -83,46 +123,55 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 				return
 			}
 			select {
-			case jobs <- p:
+			case fetchq <- j:
 			case <-fctx.Done():
 				return
 			}
 		}
 	}()
 
-	for _, p := range runs {
+	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return
 		}
-		if p.zero {
-			if !send(prefetchItem{r: p.r, idx: p.idx, n: p.n}) {
+		if j.zero {
+			it := prefetchItem{}
+			for _, p := range j.runs {
+				it.pieces = append(it.pieces, prefetchPiece{r: p.r, idx: p.idx, n: p.n})
+			}
+			if !send(it) {
 				return
 			}
 			continue
 		}
 		select {
-		case <-p.done:
+		case <-j.done:
 		case <-ctx.Done():
 			return
 		}
 		<-tokens
-		if p.err != nil {
+		first := j.runs[0]
+		if j.err != nil {
 			if ctx.Err() == nil {
-				logf("pager: prefetch %s frame %d: %v (left to demand faults)", p.r.Artifact, p.frame, p.err)
+				logf("pager: prefetch %s frame %d: %v (left to demand faults)", first.r.Artifact, first.frame, j.err)
 			}
-			continue
-		}
-		from, to := p.slot*format.PageSize, (p.slot+p.n)*format.PageSize
-		if from < 0 || to > int64(len(p.data)) {
-			logf("pager: prefetch %s frame %d: slots %d..%d do not fit its %d bytes (left to demand faults)", p.r.Artifact, p.frame, p.slot, p.slot+p.n, len(p.data))
 			continue
 		}
 		// Only the listed pages of the frame: a working set recorded page
 		// by page names exactly what the guest touched.
-		if !send(prefetchItem{r: p.r, idx: p.idx, n: p.n, data: p.data[from:to]}) {
+		it := prefetchItem{}
+		for _, p := range j.runs {
+			from, to := p.slot*format.PageSize, (p.slot+p.n)*format.PageSize
+			if from < 0 || to > int64(len(j.data)) {
+				logf("pager: prefetch %s frame %d: slots %d..%d do not fit its %d bytes (left to demand faults)", p.r.Artifact, p.frame, p.slot, p.slot+p.n, len(j.data))
+				continue
+			}
+			it.pieces = append(it.pieces, prefetchPiece{r: p.r, idx: p.idx, n: p.n, data: j.data[from:to]})
+		}
+		j.data = nil
+		if len(it.pieces) > 0 && !send(it) {
 			return
 		}
-		p.data = nil
 	}
 }
 
@@ -158,7 +207,7 @@ func (l *faultLoop) planPrefetch(ws *WorkingSet) []*prefetchRun {
 				}
 				next := min(end, e.End()-r.firstPage)
 				runs = append(runs, &prefetchRun{r: r, idx: i, n: next - i, frame: e.Frame,
-					slot: int64(e.Slot) + r.firstPage + i - e.Page, done: make(chan struct{})})
+					slot: int64(e.Slot) + r.firstPage + i - e.Page})
 				i = next
 			}
 		}

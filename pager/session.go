@@ -189,6 +189,7 @@ func (ss *session) register(ctx context.Context, m *message, fd int) error {
 	}
 	ss.uffdFD, ss.wakeFD, ss.stopFD = fd, wfd, sfd
 	ss.rec = newRecorder(m.Record)
+	ss.c.registered = time.Now()
 	l := &faultLoop{fd: fd, wakeFD: wfd, stopFD: sfd, regions: regions, c: &ss.c, rec: ss.rec, prefetch: make(chan prefetchItem, prefetchAhead)}
 	lctx, cancel := context.WithCancel(ctx)
 	l.fetch = func(ctx context.Context, img chunkstore.Image, frame int32) ([]byte, error) {
@@ -232,7 +233,7 @@ func (ss *session) register(ctx context.Context, m *message, fd int) error {
 			l.runPrefetch(lctx, m.Prefetch, ss.srv.logf)
 		}()
 	} else {
-		ss.c.prefetchDone.Store(true)
+		ss.c.markPrefetchDone()
 	}
 	return nil
 }

@@ -18,7 +18,10 @@ type Stats struct {
 	BytesFetched    int64 `json:"bytes_fetched"`    // their decompressed bytes
 	PrefetchedPages int64 `json:"prefetched_pages"` // pages filled by prefetch (copied or zeroed)
 	PrefetchDone    bool  `json:"prefetch_done"`    // the prefetch list has been worked through
-	FaultErrors     int64 `json:"fault_errors"`     // faults that could not be served
+	// PrefetchTime: from registration to the prefetch list worked through
+	// (0 while it is not).
+	PrefetchTime time.Duration `json:"prefetch_ns"`
+	FaultErrors  int64         `json:"fault_errors"` // faults that could not be served
 	// Fault service latency: from reading the fault message to the
 	// faulting page being filled and its thread woken.
 	LatencyCount int64         `json:"latency_count"`
@@ -34,7 +37,17 @@ type counters struct {
 	framesFetched, bytesFetched, prefetched  atomic.Int64
 	faultErrors, refilled, alreadyPresent    atomic.Int64
 	prefetchDone                             atomic.Bool
+	registered                               time.Time
+	prefetchTime                             atomic.Int64
 	latency                                  histogram
+}
+
+// markPrefetchDone records that the prefetch list has been worked through.
+func (c *counters) markPrefetchDone() {
+	if !c.registered.IsZero() {
+		c.prefetchTime.Store(int64(time.Since(c.registered)))
+	}
+	c.prefetchDone.Store(true)
 }
 
 func (c *counters) snapshot() Stats {
@@ -43,6 +56,7 @@ func (c *counters) snapshot() Stats {
 		ZeroPages: c.zeroPages.Load(), FramesFetched: c.framesFetched.Load(), BytesFetched: c.bytesFetched.Load(),
 		PrefetchedPages: c.prefetched.Load(), PrefetchDone: c.prefetchDone.Load(), FaultErrors: c.faultErrors.Load(),
 		Refilled: c.refilled.Load(), AlreadyPresent: c.alreadyPresent.Load(),
+		PrefetchTime: time.Duration(c.prefetchTime.Load()),
 	}
 	s.LatencyCount = c.latency.count()
 	s.LatencyP50 = c.latency.quantile(0.50)

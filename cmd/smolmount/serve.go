@@ -36,7 +36,7 @@ const unmountTimeout = 15 * time.Second
 // readiness and serves until ctx ends (a signal), the mount goes away, or a
 // service fails; then it stops the services, unmounts and closes the bundle.
 func runDaemon(ctx context.Context, cfg daemonConfig) (err error) {
-	logger := log.New(os.Stderr, "smolmount: ", log.LstdFlags)
+	logger := log.New(os.Stderr, "smolmount: ", log.LstdFlags|log.Lmicroseconds)
 	cb, modTime, closeBundle, err := openBundle(ctx, cfg)
 	if err != nil {
 		return err
