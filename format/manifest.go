@@ -84,6 +84,33 @@ func (m *Manifest) Artifact(name string) *Artifact {
 	return nil
 }
 
+// WorkingSetFrames lists the frames that hold the working set's memory
+// pages, in first-touch order, each once (frames of pages past the memory
+// artifact or never written, i.e. zero, are not listed).
+func (m *Manifest) WorkingSetFrames() []int {
+	a := m.Artifact(ArtifactMemory)
+	if a == nil {
+		return nil
+	}
+	seen := map[int32]bool{}
+	var out []int
+	for _, r := range m.WorkingSet {
+		for pg := r.Page; pg < r.Page+r.Count; {
+			e, ok := a.Locate(pg)
+			if !ok {
+				pg++
+				continue
+			}
+			if !seen[e.Frame] {
+				seen[e.Frame] = true
+				out = append(out, int(e.Frame))
+			}
+			pg = e.End()
+		}
+	}
+	return out
+}
+
 // ValidArtifactName reports whether name is kernel, initrd, memory, state or
 // disk/NAME with NAME of 1..64 characters from [A-Za-z0-9._-].
 func ValidArtifactName(name string) bool {

@@ -108,6 +108,26 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	return *r.Stats, nil
 }
 
+// WaitPrefetch waits (at most wait, and ctx) until the daemon has worked
+// through the prefetch list given at Register, then returns the stats:
+// PrefetchDone is false when wait ran out first. A daemon that does not
+// know the request (an older one) answers ErrRejected: poll Stats then.
+func (c *Client) WaitPrefetch(ctx context.Context, wait time.Duration) (Stats, error) {
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < wait+DefaultRequestTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait+DefaultRequestTimeout)
+		defer cancel()
+	}
+	r, err := c.call(ctx, &message{Type: msgWaitPrefetch, WaitMs: max(wait.Milliseconds(), 1)}, -1)
+	if err != nil {
+		return Stats{}, err
+	}
+	if r.Stats == nil {
+		return Stats{}, fmt.Errorf("%w: wait_prefetch reply without stats", ErrProtocol)
+	}
+	return *r.Stats, nil
+}
+
 // Err delivers at most one error: a *FaultError (errors.Is
 // ErrFrameUnavailable) or ErrDaemonGone. After it, the VM's faults are not
 // served: stop the VM.

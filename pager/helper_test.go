@@ -272,19 +272,15 @@ func runClientHelper(cfg *helperConfig) int {
 		os.Exit(exitPagerErr)
 	}()
 	if cfg.WaitPrefetch {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			st, err := c.Stats(ctx)
-			if err != nil {
-				return fail(exitSetup, "stats: %v", err)
-			}
-			if st.PrefetchDone {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fail(exitSetup, "prefetch not done after 30s: %+v", st)
-			}
-			time.Sleep(time.Millisecond)
+		st, err := c.WaitPrefetch(ctx, 30*time.Second)
+		if err != nil {
+			return fail(exitSetup, "wait_prefetch: %v", err)
+		}
+		if !st.PrefetchDone {
+			return fail(exitSetup, "prefetch not done after 30s: %+v", st)
+		}
+		if st.PrefetchTime <= 0 {
+			return fail(exitSetup, "prefetch done but its time is %v: %+v", st.PrefetchTime, st)
 		}
 	}
 	exp, err := expectedFor(cfg)

@@ -20,14 +20,15 @@ const maxMessage = 16 << 20
 
 // Message types.
 const (
-	msgHello      = "hello"
-	msgRegister   = "register"
-	msgReady      = "ready"
-	msgStats      = "stats"
-	msgClose      = "close"
-	msgOK         = "ok"
-	msgError      = "error"
-	msgFaultError = "fault_error"
+	msgHello        = "hello"
+	msgRegister     = "register"
+	msgReady        = "ready"
+	msgStats        = "stats"
+	msgWaitPrefetch = "wait_prefetch"
+	msgClose        = "close"
+	msgOK           = "ok"
+	msgError        = "error"
+	msgFaultError   = "fault_error"
 )
 
 // Region maps guest memory in the VMM's address space to an artifact of the
@@ -51,6 +52,9 @@ type message struct {
 	Regions  []Region    `json:"regions,omitempty"`
 	Record   bool        `json:"record,omitempty"`
 	Prefetch *WorkingSet `json:"prefetch,omitempty"`
+
+	// wait_prefetch: the longest wait, in milliseconds.
+	WaitMs int64 `json:"wait_ms,omitempty"`
 
 	// replies
 	WorkingSet *WorkingSet `json:"working_set,omitempty"`

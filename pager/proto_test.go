@@ -101,6 +101,7 @@ func TestProtocolRejectsBadMessages(t *testing.T) {
 		{name: "region past the image", msg: &message{Type: msgRegister, Regions: region(0x10000, 65*4096, "memory", 0)}, fd: pipeFD, wantErr: "extend past", wantOpen: true},
 		{name: "overlapping regions", msg: &message{Type: msgRegister, Regions: []Region{
 			{HostAddr: 0x10000, Length: 8192, Artifact: "memory"}, {HostAddr: 0x11000, Length: 4096, Artifact: "memory"}}}, fd: pipeFD, wantErr: "overlaps", wantOpen: true},
+		{name: "wait_prefetch without a VM", msg: &message{Type: msgWaitPrefetch, WaitMs: 10}, wantErr: "no VM registered", wantOpen: true},
 		{name: "bad prefetch list", msg: &message{Type: msgRegister, Regions: region(0x10000, 4096, "memory", 0),
 			Prefetch: &WorkingSet{Version: 7}}, fd: pipeFD, wantErr: "prefetch list", wantOpen: true},
 	}

@@ -30,6 +30,7 @@ type session struct {
 	uffdFD, wakeFD, stopFD int
 	loop                   *faultLoop
 	cancelLoop             context.CancelFunc
+	loopCtx                context.Context // ends with the loop
 	loopWG                 sync.WaitGroup
 }
 
@@ -70,6 +71,11 @@ func (s *Server) ServeConn(ctx context.Context, conn *net.UnixConn) error {
 				ss.write(&message{Type: msgError, Error: err.Error()})
 			}
 			return fmt.Errorf("pager: read from client: %w", err)
+		}
+		if m.Type == msgWaitPrefetch && ss.hello {
+			rd.closeFDs()
+			ss.waitPrefetch(m)
+			continue
 		}
 		reply := ss.handle(ctx, m, rd)
 		rd.closeFDs() // an fd that came with anything but a register
@@ -131,6 +137,38 @@ func (ss *session) handle(ctx context.Context, m *message, rd *reader) *message 
 	return errReply("pager: unknown message type %q", m.Type)
 }
 
+// maxPrefetchWait bounds one wait_prefetch request.
+const maxPrefetchWait = 5 * time.Minute
+
+// waitPrefetch answers m (wait_prefetch) once the registered VM's prefetch
+// list has been worked through, or m.WaitMs (at most maxPrefetchWait) has
+// passed, with the stats then (their PrefetchDone says which). It answers
+// from a goroutine of its own, so the session serves other requests (the
+// VMM's heartbeat) meanwhile. Without a registered VM it answers an error.
+func (ss *session) waitPrefetch(m *message) {
+	if ss.loop == nil || ss.c.prefetchDoneCh == nil {
+		r := errReply("pager: wait_prefetch: no VM registered on this connection")
+		r.ID = m.ID
+		ss.write(r)
+		return
+	}
+	wait := min(time.Duration(max(m.WaitMs, 0))*time.Millisecond, maxPrefetchWait)
+	done, lctx := ss.c.prefetchDoneCh, ss.loopCtx
+	ss.loopWG.Add(1)
+	go func() {
+		defer ss.loopWG.Done()
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		case <-lctx.Done(): // the loop ended (failed or closing)
+		}
+		st := ss.c.snapshot()
+		ss.write(&message{Type: msgOK, ID: m.ID, Stats: &st})
+	}()
+}
+
 func (ss *session) register(ctx context.Context, m *message, fd int) error {
 	if ss.loop != nil {
 		return errors.New("pager: register: this connection already has a VM registered")
@@ -190,12 +228,13 @@ func (ss *session) register(ctx context.Context, m *message, fd int) error {
 	ss.uffdFD, ss.wakeFD, ss.stopFD = fd, wfd, sfd
 	ss.rec = newRecorder(m.Record)
 	ss.c.registered = time.Now()
+	ss.c.prefetchDoneCh = make(chan struct{})
 	l := &faultLoop{fd: fd, wakeFD: wfd, stopFD: sfd, regions: regions, c: &ss.c, rec: ss.rec, prefetch: make(chan prefetchItem, prefetchAhead)}
 	lctx, cancel := context.WithCancel(ctx)
 	l.fetch = func(ctx context.Context, img chunkstore.Image, frame int32) ([]byte, error) {
 		return ss.srv.fetch(ctx, &ss.c, img, frame)
 	}
-	ss.loop, ss.cancelLoop = l, cancel
+	ss.loop, ss.cancelLoop, ss.loopCtx = l, cancel, lctx
 	var once sync.Once
 	report := func(err error) {
 		once.Do(func() {

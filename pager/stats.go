@@ -2,6 +2,7 @@ package pager
 
 import (
 	"math/bits"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -39,7 +40,10 @@ type counters struct {
 	prefetchDone                             atomic.Bool
 	registered                               time.Time
 	prefetchTime                             atomic.Int64
-	latency                                  histogram
+	// prefetchDoneCh is closed with prefetchDone set (made by register).
+	prefetchDoneCh   chan struct{}
+	prefetchDoneOnce sync.Once
+	latency          histogram
 }
 
 // markPrefetchDone records that the prefetch list has been worked through.
@@ -48,6 +52,9 @@ func (c *counters) markPrefetchDone() {
 		c.prefetchTime.Store(int64(time.Since(c.registered)))
 	}
 	c.prefetchDone.Store(true)
+	if c.prefetchDoneCh != nil {
+		c.prefetchDoneOnce.Do(func() { close(c.prefetchDoneCh) })
+	}
 }
 
 func (c *counters) snapshot() Stats {

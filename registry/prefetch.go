@@ -122,27 +122,4 @@ func (l *Lazy) PrefetchWait(ctx context.Context) error {
 
 // workingSetFrames lists the memory frames of the working set, first-touch
 // order, each once.
-func (l *Lazy) workingSetFrames() []int {
-	m := l.Manifest()
-	a := m.Artifact("memory")
-	if a == nil {
-		return nil
-	}
-	seen := map[int32]bool{}
-	var out []int
-	for _, r := range m.WorkingSet {
-		for pg := r.Page; pg < r.Page+r.Count; {
-			e, ok := a.Locate(pg)
-			if !ok {
-				pg++
-				continue
-			}
-			if !seen[e.Frame] {
-				seen[e.Frame] = true
-				out = append(out, int(e.Frame))
-			}
-			pg = e.End()
-		}
-	}
-	return out
-}
+func (l *Lazy) workingSetFrames() []int { return l.Manifest().WorkingSetFrames() }

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -85,9 +86,30 @@ func (r *Restored) prefetchTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-// waitPrefetch polls the daemon until it has worked through the working
-// set, or PrefetchTimeout passes (then the guest starts anyway).
+// waitPrefetch waits until the daemon has worked through the working set,
+// or PrefetchTimeout passes (then the guest starts anyway): one blocking
+// request, so neither process wakes while the daemon copies (polling every
+// few milliseconds cost the copies time in the lab's overcommitted CPUs).
+// A daemon without the request (older) is polled instead.
 func (r *Restored) waitPrefetch(ctx context.Context) error {
+	st, err := r.client.WaitPrefetch(ctx, r.prefetchTimeout())
+	switch {
+	case err == nil:
+		r.prefetchComplete = st.PrefetchDone
+		if ferr := r.FaultErr(); ferr != nil && !st.PrefetchDone {
+			return fmt.Errorf("snapshot: %s: prefetch: %w", r.Bundle, ferr)
+		}
+		return nil
+	case errors.Is(err, pager.ErrRejected):
+		return r.pollPrefetch(ctx)
+	default:
+		return fmt.Errorf("snapshot: %s: waiting for prefetch: %w", r.Bundle, err)
+	}
+}
+
+// pollPrefetch polls the daemon's stats until the prefetch is done, or
+// PrefetchTimeout passes.
+func (r *Restored) pollPrefetch(ctx context.Context) error {
 	deadline := time.Now().Add(r.prefetchTimeout())
 	for time.Now().Before(deadline) {
 		st, err := r.client.Stats(ctx)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,6 +56,12 @@ func requireFUSE(t *testing.T) {
 // bundle and returns the bundle path and the sources by artifact name.
 func testBundle(t *testing.T, memSize int64) (string, map[string]string) {
 	t.Helper()
+	return testBundleWS(t, memSize, nil)
+}
+
+// testBundleWS is testBundle with a recorded working set.
+func testBundleWS(t *testing.T, memSize int64, ws []format.PageRange) (string, map[string]string) {
+	t.Helper()
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(memSize), 3))
 	sources := map[string]string{}
@@ -84,7 +91,7 @@ func testBundle(t *testing.T, memSize int64) (string, map[string]string) {
 	}
 	bundle := filepath.Join(dir, "test.smolmachine")
 	_, err := chunkstore.Pack(context.Background(), bundle, chunkstore.PackOptions{
-		Manifest: format.Manifest{Config: format.Config{Arch: "amd64", VCPUs: 2, MemoryBytes: memSize}},
+		Manifest: format.Manifest{Config: format.Config{Arch: "amd64", VCPUs: 2, MemoryBytes: memSize}, WorkingSet: ws},
 		Inputs:   inputs,
 	})
 	if err != nil {
@@ -97,7 +104,25 @@ type daemon struct {
 	dir    string
 	cmd    *exec.Cmd
 	exited chan struct{}
-	stderr *bytes.Buffer
+	stderr *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the child writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // startDaemon runs smolmount BUNDLE DIR as a child and waits for its ready
@@ -106,7 +131,7 @@ func startDaemon(t *testing.T, bundle string, args ...string) *daemon {
 	t.Helper()
 	requireFUSE(t)
 	t.Setenv("SMOLVM_RUN_DIR", t.TempDir())
-	d := &daemon{dir: t.TempDir(), exited: make(chan struct{}), stderr: &bytes.Buffer{}}
+	d := &daemon{dir: t.TempDir(), exited: make(chan struct{}), stderr: &syncBuffer{}}
 	d.cmd = exec.Command(smolmountBin, append([]string{bundle, d.dir}, args...)...)
 	d.cmd.Stderr = d.stderr
 	out, err := d.cmd.StdoutPipe()

@@ -37,7 +37,7 @@ const unmountTimeout = 15 * time.Second
 // service fails; then it stops the services, unmounts and closes the bundle.
 func runDaemon(ctx context.Context, cfg daemonConfig) (err error) {
 	logger := log.New(os.Stderr, "smolmount: ", log.LstdFlags|log.Lmicroseconds)
-	cb, modTime, closeBundle, err := openBundle(ctx, cfg)
+	cb, modTime, closeBundle, err := openBundle(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
