@@ -82,15 +82,16 @@ func (c *conn) canSendData() bool {
 	return c.state == stateEstablished && len(c.pending) > 0 && c.credit() > 0 && c.peerShutdown&ShutdownRcv == 0
 }
 
-// hasWork reports whether nextPacket would produce a packet.
-func (c *conn) hasWork() bool {
+// hasWork reports whether nextPacket would produce a packet; held: REQUESTs
+// are held back (Mux.holdRequests).
+func (c *conn) hasWork(held bool) bool {
 	if c.sendRst {
 		return true
 	}
 	if c.state == stateClosed {
 		return false
 	}
-	return c.sendRequest || c.sendResponse || c.canSendData() || c.sendCreditUpdate || c.sendCreditRequest ||
+	return (c.sendRequest && !held) || c.sendResponse || c.canSendData() || c.sendCreditUpdate || c.sendCreditRequest ||
 		(c.sendShutdown&^c.shutdownSent != 0 && len(c.pending) == 0)
 }
 
@@ -113,6 +114,8 @@ func (c *conn) nextPacket(m *Mux, dst []byte) int {
 		m.remove(c)
 	case c.state == stateClosed:
 		return 0
+	case c.sendRequest && m.holdRequests:
+		return 0 // queued again on release (Mux.ReleaseRequests)
 	case c.sendRequest:
 		c.sendRequest = false
 		h = c.header(m, OpRequest)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/smolvm/smolvm/vmm/devices/virtio"
 )
@@ -35,19 +36,36 @@ type Device struct {
 	relayDone chan struct{}
 
 	smu        sync.Mutex
-	resetEvent bool // send TRANSPORT_RESET once the event queue has a buffer
+	resetEvent bool      // send TRANSPORT_RESET once the event queue has a buffer
+	holdSince  time.Time // when host REQUESTs began to wait for the guest's reset (Restore)
 	stats      DeviceStats
 
-	// Used only by the worker's pass.
-	scratch []byte
-	hdr     [HeaderSize]byte
+	// Used only by the worker's pass (and Activate, between workers).
+	scratch  []byte
+	hdr      [HeaderSize]byte
+	awaitAck bool   // TRANSPORT_RESET delivered; the guest has not yet posted its buffer again
+	ackIdx   uint16 // the event queue's driver index when it was delivered
 }
+
+// resetAckTimeout bounds how long host connections wait for a restored
+// guest to act on TRANSPORT_RESET (a guest that takes no events); then they
+// go ahead as before the wait existed (a variable for tests).
+var resetAckTimeout = 30 * time.Second
+
+// ackPoll is how often the worker looks for the guest's acknowledgement
+// while host connections wait: with EVENT_IDX the guest does not notify the
+// event queue when it posts the buffer again.
+const ackPoll = 2 * time.Millisecond
 
 // DeviceStats counts queue-level events (the Mux counts connections).
 type DeviceStats struct {
 	TxPackets, RxPackets uint64
 	BadChains            uint64 // tx chains too short for their header or payload
 	EventsSent           uint64 // TRANSPORT_RESET events delivered
+	// ResetAcks counts TRANSPORT_RESETs the guest acted on (it posted the
+	// event buffer again) before held host connections went ahead;
+	// ResetAckTimeouts those it did not act on within resetAckTimeout.
+	ResetAcks, ResetAckTimeouts uint64
 }
 
 var (
@@ -102,6 +120,12 @@ func (d *Device) Activate(a *virtio.Activation) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stopLocked()
+	if d.awaitAck {
+		// A driver reset while the guest handled the event: it resets
+		// its sockets itself when it probes the device again.
+		d.awaitAck = false
+		d.mux.ReleaseRequests()
+	}
 	d.worker = virtio.StartWorker(func() (bool, error) { return d.pass(a) }, a.Fail)
 	d.relayStop, d.relayDone = make(chan struct{}), make(chan struct{})
 	go d.relay(d.worker, d.relayStop, d.relayDone)
@@ -109,14 +133,33 @@ func (d *Device) Activate(a *virtio.Activation) error {
 	return nil
 }
 
-// relay kicks the worker whenever the Mux has packets for the guest.
+// relay kicks the worker whenever the Mux has packets for the guest, and
+// every ackPoll while host REQUESTs wait for the guest's reset.
 func (d *Device) relay(w *virtio.Worker, stop, done chan struct{}) {
 	defer close(done)
+	var t *time.Ticker
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for {
+		var tick <-chan time.Time
+		if d.mux.Holding() {
+			if t == nil {
+				t = time.NewTicker(ackPoll)
+			}
+			tick = t.C
+		} else if t != nil {
+			t.Stop()
+			t = nil
+		}
 		select {
 		case <-stop:
 			return
 		case <-d.mux.Wake():
+			w.Kick()
+		case <-tick:
 			w.Kick()
 		}
 	}
@@ -210,10 +253,8 @@ func (d *Device) pass(a *virtio.Activation) (bool, error) {
 	if err := txq.Notify(); err != nil {
 		return false, fmt.Errorf("vsock: tx queue: %w", err)
 	}
-	if evq != nil {
-		if err := d.sendEvent(a.Mem, evq); err != nil {
-			return false, err
-		}
+	if err := d.sendEvent(a.Mem, evq); err != nil {
+		return false, err
 	}
 	for n = 0; n < chainsPerPass && d.mux.HasRx(); n++ {
 		c, err := rxq.Pop()
@@ -297,20 +338,32 @@ func (d *Device) fillRx(mem virtio.Memory, c *virtio.Chain) (uint32, error) {
 }
 
 // sendEvent delivers a pending TRANSPORT_RESET if the driver has posted an
-// event buffer.
+// event buffer, then releases held host connections once the guest has
+// acted on it (checkResetAck). evq is nil when the driver did not enable
+// the event queue.
 func (d *Device) sendEvent(mem virtio.Memory, evq *virtio.Queue) error {
 	d.smu.Lock()
 	pending := d.resetEvent
 	d.smu.Unlock()
-	if !pending {
+	if evq == nil {
+		d.mux.ReleaseRequests() // no events: nothing to wait for
 		return nil
+	}
+	if !pending {
+		return d.checkResetAck(evq)
+	}
+	// The driver index before the event: Linux posts the buffer again
+	// only after its event work has reset the sockets.
+	idx, err := evq.DriverIndex()
+	if err != nil {
+		return fmt.Errorf("vsock: event queue: %w", err)
 	}
 	c, err := evq.Pop()
 	if err != nil {
 		return fmt.Errorf("vsock: event queue: %w", err)
 	}
 	if c == nil {
-		return nil
+		return d.checkResetAck(evq) // no buffer yet: only the time bound applies
 	}
 	var ev [EventSize]byte
 	binary.LittleEndian.PutUint32(ev[:], EventTransportReset)
@@ -324,9 +377,46 @@ func (d *Device) sendEvent(mem virtio.Memory, evq *virtio.Queue) error {
 		d.resetEvent = false
 		d.stats.EventsSent++
 		d.smu.Unlock()
+		d.awaitAck, d.ackIdx = true, idx
 	}
 	if err := evq.Push(c.Head, written); err != nil {
 		return fmt.Errorf("vsock: event queue: %w", err)
 	}
 	return evq.Notify()
+}
+
+// checkResetAck releases host connections held since Restore once the
+// guest has posted an event buffer after the TRANSPORT_RESET (it has reset
+// its sockets: a connection made from now on is not among them), or when
+// it has not within resetAckTimeout.
+func (d *Device) checkResetAck(evq *virtio.Queue) error {
+	if !d.mux.Holding() {
+		return nil
+	}
+	if d.awaitAck {
+		idx, err := evq.DriverIndex()
+		if err != nil {
+			return fmt.Errorf("vsock: event queue: %w", err)
+		}
+		if idx != d.ackIdx {
+			d.awaitAck = false
+			d.smu.Lock()
+			d.stats.ResetAcks++
+			d.smu.Unlock()
+			d.mux.ReleaseRequests()
+			return nil
+		}
+	}
+	d.smu.Lock()
+	late := !d.holdSince.IsZero() && time.Since(d.holdSince) > resetAckTimeout
+	if late {
+		d.stats.ResetAckTimeouts++
+	}
+	d.smu.Unlock()
+	if late {
+		d.mux.logf("the guest did not act on TRANSPORT_RESET within %v (event delivered: %v); host connections go ahead", resetAckTimeout, d.awaitAck)
+		d.awaitAck = false
+		d.mux.ReleaseRequests()
+	}
+	return nil
 }

@@ -32,6 +32,11 @@ type virtioLink struct {
 	txFree     []uint16
 	evAddr     map[uint16]uint64
 	events     []uint32
+	// evHeld: the guest's event work has not run yet (holdEvents);
+	// onReset runs for each TRANSPORT_RESET before its buffer is posted
+	// again, as Linux resets its sockets (fakeGuest.transportReset).
+	evHeld  bool
+	onReset func()
 
 	wake       chan struct{}
 	stop, done chan struct{}
@@ -89,7 +94,9 @@ func (l *virtioLink) close() {
 	<-l.done
 }
 
-// poll turns interrupts into wakes (and collects events).
+// poll turns interrupts into wakes and runs the event work: events are
+// collected, acted on, and their buffers posted again (with a kick), as
+// Linux's virtio_transport_event_work does.
 func (l *virtioLink) poll() {
 	defer close(l.done)
 	for {
@@ -98,23 +105,55 @@ func (l *virtioLink) poll() {
 			return
 		default:
 		}
-		if l.d.IRQ.Wait(20 * time.Millisecond) {
-			l.mu.Lock()
+		irq := l.d.IRQ.Wait(20 * time.Millisecond)
+		l.mu.Lock()
+		if irq {
 			l.d.ReadISR() // lowers INTx, as the guest's handler does
+		}
+		var used []virtiotest.Used
+		if !l.evHeld {
 			l.ev.SetUsedEvent(l.ev.UsedIdx())
-			for _, u := range l.ev.Collect() {
-				if u.Len == EventSize {
-					l.events = append(l.events, binary.LittleEndian.Uint32(l.d.Read(l.evAddr[uint16(u.ID)], EventSize)))
-				}
-				l.ev.Publish(uint16(u.ID))
+			used = l.ev.Collect()
+		}
+		onReset := l.onReset
+		l.mu.Unlock()
+		for _, u := range used {
+			if u.Len == EventSize && binary.LittleEndian.Uint32(l.d.Read(l.evAddr[uint16(u.ID)], EventSize)) == EventTransportReset && onReset != nil {
+				onReset()
 			}
-			l.mu.Unlock()
+		}
+		l.mu.Lock()
+		for _, u := range used {
+			if u.Len == EventSize {
+				l.events = append(l.events, binary.LittleEndian.Uint32(l.d.Read(l.evAddr[uint16(u.ID)], EventSize)))
+			}
+			l.ev.Publish(uint16(u.ID))
+		}
+		if len(used) > 0 {
+			l.ev.Kick()
+		}
+		l.mu.Unlock()
+		if irq {
 			select {
 			case l.wake <- struct{}{}:
 			default:
 			}
 		}
 	}
+}
+
+// holdEvents makes the guest's event work late: events stay in the used
+// ring until releaseEvents.
+func (l *virtioLink) holdEvents() {
+	l.mu.Lock()
+	l.evHeld = true
+	l.mu.Unlock()
+}
+
+func (l *virtioLink) releaseEvents() {
+	l.mu.Lock()
+	l.evHeld = false
+	l.mu.Unlock()
 }
 
 func (l *virtioLink) Wake() <-chan struct{} { return l.wake }

@@ -39,6 +39,9 @@ type gsock struct {
 	key   connKey
 	state connState // connecting, established, closed
 	reset bool
+	// orphan: closed by a TRANSPORT_RESET, which tells the host nothing;
+	// like Linux the guest answers the host's packets for it with RST.
+	orphan bool
 
 	rbuf         []byte
 	rxCnt        uint32 // bytes received
@@ -184,6 +187,11 @@ func (g *fakeGuest) deliver(pkt []byte) {
 			g.rsts = append(g.rsts, h)
 			return
 		}
+		if s != nil && s.orphan {
+			g.m.HandleTx(Header{SrcCID: GuestCID, DstCID: HostCID, SrcPort: h.DstPort, DstPort: h.SrcPort,
+				Type: TypeStream, Op: OpRst}, nil)
+			return
+		}
 		g.t.Errorf("guest got %v for no socket", h)
 		return
 	}
@@ -220,6 +228,20 @@ func (g *fakeGuest) deliver(pkt []byte) {
 	default:
 		g.t.Errorf("guest got unexpected %v", h)
 	}
+}
+
+// transportReset is Linux's answer to VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+// (virtio_vsock_reset_sock): every connected socket is marked closed with
+// ECONNRESET and nothing is sent to the host.
+func (g *fakeGuest) transportReset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.socks {
+		if s.state == stateEstablished {
+			s.state, s.reset, s.orphan = stateClosed, true, true
+		}
+	}
+	g.broadcast()
 }
 
 // listen returns a channel of accepted sockets on port.

@@ -146,6 +146,12 @@ func (m *Mux) connectTimedOut(c *conn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if c.state == stateConnecting {
+		if c.sendRequest {
+			// Held (HoldRequests): the guest never heard of it.
+			m.logf("connection to guest port %d not sent in %v: the restored guest has not yet acted on its transport reset", c.key.peer, m.cfg.ConnectTimeout)
+			m.terminate(c, false)
+			return
+		}
 		m.logf("guest did not answer a connection to port %d in %v", c.key.peer, m.cfg.ConnectTimeout)
 		m.terminate(c, true)
 	}

@@ -114,6 +114,8 @@ type Mux struct {
 	nextPort   uint32
 	handshakes map[net.Conn]struct{}
 	stats      Stats
+	// holdRequests: REQUESTs for host clients wait (HoldRequests).
+	holdRequests bool
 }
 
 // NewMux starts a connection table; with cfg.Path set it listens there
@@ -192,7 +194,7 @@ func (m *Mux) Stats() Stats {
 // queue puts c on the ready list if it has a packet for the guest.
 // Caller holds m.mu.
 func (m *Mux) queue(c *conn) {
-	if !c.queued && c.hasWork() {
+	if !c.queued && c.hasWork(m.holdRequests) {
 		c.queued = true
 		m.ready = append(m.ready, c)
 		m.signal()
@@ -259,7 +261,7 @@ func (m *Mux) HasRx() bool {
 		return true
 	}
 	for len(m.ready) > 0 {
-		if m.ready[0].hasWork() {
+		if m.ready[0].hasWork(m.holdRequests) {
 			return true
 		}
 		m.ready[0].queued = false
@@ -297,6 +299,40 @@ func (m *Mux) NextRx(dst []byte) int {
 	}
 	m.ready = nil
 	return 0
+}
+
+// HoldRequests makes connections that host clients ask for wait before
+// their REQUEST goes to the guest, until ReleaseRequests. A restored device
+// holds them while the guest has not yet acted on its TRANSPORT_RESET
+// event: Linux handles that event asynchronously (its event work item, on
+// whichever vCPU took the event queue's interrupt) by marking every
+// connected socket closed without telling the host, so a connection the
+// guest accepted before that would die silently while the host waits on it.
+// A held connection still ends at ConnectTimeout if the guest never answers.
+func (m *Mux) HoldRequests() {
+	m.mu.Lock()
+	m.holdRequests = true
+	m.mu.Unlock()
+}
+
+// ReleaseRequests ends HoldRequests: held REQUESTs go to the guest.
+func (m *Mux) ReleaseRequests() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.holdRequests {
+		return
+	}
+	m.holdRequests = false
+	for _, c := range m.conns {
+		m.queue(c)
+	}
+}
+
+// Holding reports whether REQUESTs are held.
+func (m *Mux) Holding() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.holdRequests
 }
 
 // Reset drops every connection without telling the guest (its driver is

@@ -1,6 +1,9 @@
 package vsock
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // State is the device's saved state. Connections are not part of it: a
 // unix socket on the host cannot follow a snapshot, so a restored device
@@ -21,7 +24,8 @@ func (d *Device) Save() State {
 // Restore loads st before the transport's Restore re-activates the device:
 // every connection is dropped and a VIRTIO_VSOCK_EVENT_TRANSPORT_RESET is
 // queued for the guest, which then resets its own sockets (listening ones
-// stay) and re-reads its CID.
+// stay) and re-reads its CID. Connections host clients ask for wait until
+// the guest has done so (Mux.HoldRequests).
 func (d *Device) Restore(st State) error {
 	if st.GuestCID != d.cid {
 		return fmt.Errorf("%w: saved guest CID %d, this device has CID %d", ErrState, st.GuestCID, d.cid)
@@ -29,7 +33,11 @@ func (d *Device) Restore(st State) error {
 	d.mux.Reset()
 	d.smu.Lock()
 	d.resetEvent = true
+	d.holdSince = time.Now()
 	d.smu.Unlock()
+	// Host clients' connections wait until the guest has acted on the
+	// reset (Mux.HoldRequests; released by the worker's pass).
+	d.mux.HoldRequests()
 	d.mu.Lock()
 	w := d.worker
 	d.mu.Unlock()
