@@ -47,8 +47,8 @@ type IdentityResult struct {
 // MaxIdentityEntropy bounds IdentityRequest.Entropy.
 const MaxIdentityEntropy = 4096
 
-// serveIdentity answers a FrameIdentity session (after the hellos).
-func (s *Server) serveIdentity(w *lockedWriter, f Frame) error {
+// serveIdentity answers a FrameIdentity session (after the hellos) on c.
+func (s *Server) serveIdentity(c net.Conn, w *lockedWriter, f Frame) error {
 	var req IdentityRequest
 	if err := f.decode(&req); err != nil {
 		s.refuse(w, err)
@@ -68,6 +68,10 @@ func (s *Server) serveIdentity(w *lockedWriter, f Frame) error {
 	if res.Applied == nil {
 		res.Applied = []string{}
 	}
+	// The handshake's deadline ran from accept; applying the identity
+	// (a DHCP lease, a restored guest faulting its memory in page by
+	// page) may outlast it, and the answer must still go out.
+	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := writeJSON(w, FrameIdentityDone, res); err != nil {
 		return fmt.Errorf("agent: identity: %w", err)
 	}

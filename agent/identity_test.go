@@ -117,3 +117,25 @@ func TestExecAfterIdentity(t *testing.T) {
 		t.Fatalf("exec after identity: %q %+v %v", out.String(), st, err)
 	}
 }
+
+// TestSetIdentitySlowApply: applying the identity may take longer than the
+// handshake's bound (a restored guest faulting its memory in page by page):
+// the answer still reaches the host.
+func TestSetIdentitySlowApply(t *testing.T) {
+	old := handshakeTimeout
+	handshakeTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { handshakeTimeout = old })
+	dial := identityServer(t, func(IdentityRequest) IdentityResult {
+		time.Sleep(600 * time.Millisecond)
+		return IdentityResult{Applied: []string{"hostname"}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := SetIdentity(ctx, dial(), IdentityRequest{Hostname: "slow"})
+	if err != nil {
+		t.Fatalf("SetIdentity with a slow apply: %v", err)
+	}
+	if len(res.Applied) != 1 || res.Applied[0] != "hostname" {
+		t.Errorf("result %+v", res)
+	}
+}

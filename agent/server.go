@@ -22,8 +22,8 @@ var acceptBackoff = func(n int) time.Duration {
 }
 
 // handshakeTimeout bounds how long a new connection may take to say Hello
-// and send its request.
-const handshakeTimeout = 10 * time.Second
+// and send its request (a variable so that tests can shorten it).
+var handshakeTimeout = 10 * time.Second
 
 // Server runs commands for the host: one session per connection.
 type Server struct {
@@ -156,7 +156,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	}
 	f, err := ReadFrame(c)
 	if err == nil && f.Type == FrameIdentity {
-		return s.serveIdentity(w, f) // identity.go
+		return s.serveIdentity(c, w, f) // identity.go
 	}
 	var req ExecRequest
 	if err == nil {
