@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/smolvm/smolvm/pager"
@@ -36,9 +37,10 @@ func RecordWorkingSet(ctx context.Context, bundlePath string, opts RecordOptions
 		return nil, fmt.Errorf("snapshot: record: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	console := &consoleTail{max: consoleTailBytes}
 	r, err := Restore(ctx, RestoreOptions{
 		Bundle: bundlePath, StoreDir: opts.StoreDir, Paging: PagingUFFD, NoPrefetch: true, Record: true,
-		StateDir: tmp, VsockPath: filepath.Join(tmp, "vsock.sock"), Console: io.Discard, Daemon: opts.Daemon,
+		StateDir: tmp, VsockPath: filepath.Join(tmp, "vsock.sock"), Console: console, Daemon: opts.Daemon,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: record working set: %w", err)
@@ -58,7 +60,7 @@ func RecordWorkingSet(ctx context.Context, bundlePath string, opts RecordOptions
 		cancel()
 	}
 	if rerr != nil {
-		return nil, fmt.Errorf("snapshot: record working set: %w", rerr)
+		return nil, fmt.Errorf("snapshot: record working set: %w%s", rerr, console.report())
 	}
 	if cerr != nil {
 		return nil, fmt.Errorf("snapshot: record working set: %w", cerr)
@@ -101,4 +103,49 @@ func recordRun(ctx context.Context, r *Restored, readyTimeout time.Duration) (*p
 func SetWorkingSet(path, storeDir string, ws *pager.WorkingSet) error {
 	_, err := setWorkingSet(context.Background(), path, storeDir, ws)
 	return err
+}
+
+// consoleTailBytes is how much of the recording clone's console is kept.
+const consoleTailBytes = 4 << 10
+
+// consoleTailLines is how many of its last lines an error quotes.
+const consoleTailLines = 15
+
+// consoleTail keeps the end of the recording clone's console (kernel
+// messages, the agent's log), so that a recording that fails says what the
+// guest said.
+type consoleTail struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (c *consoleTail) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = append(c.buf, p...)
+	if len(c.buf) > c.max {
+		c.buf = append(c.buf[:0], c.buf[len(c.buf)-c.max:]...)
+	}
+	return len(p), nil
+}
+
+// report is "; guest console (last lines): ..." with up to
+// consoleTailLines lines joined by " | ", or "" if the guest printed
+// nothing since the restore.
+func (c *consoleTail) report() string {
+	c.mu.Lock()
+	text := strings.ReplaceAll(string(c.buf), "\r", "")
+	c.mu.Unlock()
+	var lines []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return "; the guest printed nothing on its console since the restore"
+	}
+	lines = lines[max(0, len(lines)-consoleTailLines):]
+	return "; guest console (last lines): " + strings.Join(lines, " | ")
 }

@@ -3,7 +3,9 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/smolvm/smolvm/chunkstore"
@@ -48,4 +50,49 @@ func TestSetWorkingSet(t *testing.T) {
 	if !bytes.Equal(got, mem) {
 		t.Fatal("memory changed")
 	}
+}
+
+// TestConsoleTail: a failed recording quotes the end of the clone's
+// console: the last lines, CRs and blank lines dropped, bounded in bytes.
+func TestConsoleTail(t *testing.T) {
+	many := ""
+	for i := range 40 {
+		many += fmt.Sprintf("line %d\r\n", i)
+	}
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		max    int
+		want   string
+	}{
+		{"nothing", nil, 64, "; the guest printed nothing on its console since the restore"},
+		{"blank", []string{"\r\n\n  \n"}, 64, "; the guest printed nothing on its console since the restore"},
+		{"split writes", []string{"[ 1.0] vsock: re", "set\r\nsmolvm-agent: session: agent: identity: write: connection reset\r\n"}, 256,
+			"; guest console (last lines): [ 1.0] vsock: reset | smolvm-agent: session: agent: identity: write: connection reset"},
+		{"last lines", []string{many}, 4096, "; guest console (last lines): " + strings.Join(linesFrom(25, 40), " | ")},
+		{"bounded bytes", []string{"first line\n", "0123456789\n", "abc\n"}, 10, "; guest console (last lines): 56789 | abc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &consoleTail{max: tc.max}
+			for _, w := range tc.writes {
+				if n, err := c.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write: %d, %v", n, err)
+				}
+			}
+			if len(c.buf) > tc.max {
+				t.Errorf("kept %d bytes, max %d", len(c.buf), tc.max)
+			}
+			if got := c.report(); got != tc.want {
+				t.Errorf("report:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func linesFrom(a, b int) []string {
+	var out []string
+	for i := a; i < b; i++ {
+		out = append(out, fmt.Sprintf("line %d", i))
+	}
+	return out
 }
