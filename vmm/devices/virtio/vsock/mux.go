@@ -3,6 +3,7 @@ package vsock
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -326,6 +327,19 @@ func (m *Mux) ReleaseRequests() {
 	for _, c := range m.conns {
 		m.queue(c)
 	}
+}
+
+// NewPortEpoch moves the ports given to host clients' connections to a
+// random place in [firstHostPort, 2^32). A restored guest may still hold
+// sockets of its previous life with the ports the snapshot's host side
+// used, marked closed by TRANSPORT_RESET but not yet closed by their
+// programs (or waiting out a close): Linux answers a REQUEST that matches
+// such a socket's pair of ports with RST, so a new Mux counting from
+// firstHostPort again would see its first connections refused.
+func (m *Mux) NewPortEpoch() {
+	m.mu.Lock()
+	m.nextPort = firstHostPort + rand.Uint32N(3<<30-1<<20)
+	m.mu.Unlock()
 }
 
 // Holding reports whether REQUESTs are held.

@@ -25,12 +25,14 @@ func (d *Device) Save() State {
 // every connection is dropped and a VIRTIO_VSOCK_EVENT_TRANSPORT_RESET is
 // queued for the guest, which then resets its own sockets (listening ones
 // stay) and re-reads its CID. Connections host clients ask for wait until
-// the guest has done so (Mux.HoldRequests).
+// the guest has done so (Mux.HoldRequests), and get ports the snapshot's
+// host side did not use (Mux.NewPortEpoch).
 func (d *Device) Restore(st State) error {
 	if st.GuestCID != d.cid {
 		return fmt.Errorf("%w: saved guest CID %d, this device has CID %d", ErrState, st.GuestCID, d.cid)
 	}
 	d.mux.Reset()
+	d.mux.NewPortEpoch()
 	d.smu.Lock()
 	d.resetEvent = true
 	d.holdSince = time.Now()
