@@ -120,10 +120,14 @@ func (d *Device) Activate(a *virtio.Activation) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stopLocked()
-	if d.awaitAck {
-		// A driver reset while the guest handled the event: it resets
-		// its sockets itself when it probes the device again.
-		d.awaitAck = false
+	d.smu.Lock()
+	pending := d.resetEvent
+	d.smu.Unlock()
+	d.awaitAck = false
+	if !pending {
+		// A driver that (re)starts with no reset to deliver has no
+		// sockets of an earlier life (Linux resets them when its
+		// driver goes away): nothing for host connections to wait for.
 		d.mux.ReleaseRequests()
 	}
 	d.worker = virtio.StartWorker(func() (bool, error) { return d.pass(a) }, a.Fail)
