@@ -100,9 +100,10 @@ type ReadyResult struct {
 // dialTimeout bounds each attempt to connect to a restored guest's agent.
 // Shorter bounds (0.3 s growing to 5 s) were tried: they did not make ready
 // sooner once the working set is copied in before the vCPUs run (the agent
-// then answers the first attempt), and one recording restore (slowed by
-// faulting page by page) hung in the identity handshake after abandoned
-// attempts (lab, 8-page frames; cause not established): kept at 5 s.
+// then answers the first attempt): kept at 5 s. (A recording restore that
+// hung in the identity handshake then was most likely the late
+// TRANSPORT_RESET that silently closed the agent's end, fixed in the vsock
+// device: docs/SNAPSHOT.md, "Fragile".)
 func dialTimeout(int) time.Duration { return 5 * time.Second }
 
 // Ready waits for the guest agent of the running machine (retrying while
