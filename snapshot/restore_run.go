@@ -101,9 +101,9 @@ type ReadyResult struct {
 // Shorter bounds (0.3 s growing to 5 s) were tried: they did not make ready
 // sooner once the working set is copied in before the vCPUs run (the agent
 // then answers the first attempt): kept at 5 s. (A recording restore that
-// hung in the identity handshake then was most likely the late
-// TRANSPORT_RESET that silently closed the agent's end, fixed in the vsock
-// device: docs/SNAPSHOT.md, "Fragile".)
+// hung in the identity handshake then can be explained by a late
+// TRANSPORT_RESET silently closing the agent's end, now prevented by the
+// vsock device; not reproduced as such: docs/SNAPSHOT.md, "Fragile".)
 func dialTimeout(int) time.Duration { return 5 * time.Second }
 
 // Ready waits for the guest agent of the running machine (retrying while
