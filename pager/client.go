@@ -110,7 +110,8 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 
 // WaitPrefetch waits (at most wait, and ctx) until the daemon has worked
 // through the prefetch list given at Register, then returns the stats:
-// PrefetchDone is false when wait ran out first. A daemon that does not
+// PrefetchDone is false when wait ran out first. When serving the VM failed
+// first (Err delivers that error too) it returns an error. A daemon that does not
 // know the request (an older one) answers ErrRejected: poll Stats then.
 func (c *Client) WaitPrefetch(ctx context.Context, wait time.Duration) (Stats, error) {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < wait+DefaultRequestTimeout {
@@ -124,6 +125,9 @@ func (c *Client) WaitPrefetch(ctx context.Context, wait time.Duration) (Stats, e
 	}
 	if r.Stats == nil {
 		return Stats{}, fmt.Errorf("%w: wait_prefetch reply without stats", ErrProtocol)
+	}
+	if r.Error != "" {
+		return *r.Stats, fmt.Errorf("%w: prefetch stopped: %s", ErrFrameUnavailable, r.Error)
 	}
 	return *r.Stats, nil
 }

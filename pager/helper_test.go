@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -273,6 +274,11 @@ func runClientHelper(cfg *helperConfig) int {
 	}()
 	if cfg.WaitPrefetch {
 		st, err := c.WaitPrefetch(ctx, 30*time.Second)
+		if errors.Is(err, ErrFrameUnavailable) {
+			// Serving failed while prefetching: what a VMM does on Err.
+			fmt.Fprintf(os.Stderr, "PAGER-ERROR: %v\n", err)
+			os.Exit(exitPagerErr)
+		}
 		if err != nil {
 			return fail(exitSetup, "wait_prefetch: %v", err)
 		}

@@ -23,21 +23,19 @@ var errClientGone = errors.New("pager: client process gone, or its memory unmapp
 // client's mm is changing.
 const maxEAGAIN = 1000
 
-// faultLoop serves one registered VM's userfaultfd: demand faults first,
-// then prefetch work, one item at a time. Server.Workers goroutines may run
-// it at once: the kernel hands each fault message to one reader, a page
+// faultLoop serves one registered VM's userfaultfd: Server.Workers
+// goroutines read and serve its faults, and the prefetcher (prefetch.go)
+// fills the working set beside them. They may fill at once: the kernel hands each fault message to one reader, a page
 // copied twice fails the second time with EEXIST, and a filled bit is set
 // only once the page is present. It never touches the memory it serves.
 type faultLoop struct {
-	fd       int // the VM's userfaultfd (owned by the session)
-	wakeFD   int // eventfd, drained: prefetch work ready
-	stopFD   int // eventfd, never drained: stop (wakes every worker)
-	regions  []*region
-	fetch    func(ctx context.Context, img chunkstore.Image, frame int32) ([]byte, error)
-	c        *counters
-	rec      *recorder
-	prefetch chan prefetchItem
-	busy     atomic.Int32 // workers between reading messages and finishing them
+	fd      int // the VM's userfaultfd (owned by the session)
+	stopFD  int // eventfd, never drained: stop (wakes every worker)
+	regions []*region
+	fetch   func(ctx context.Context, img chunkstore.Image, frame int32) ([]byte, error)
+	c       *counters
+	rec     *recorder
+	busy    atomic.Int32 // workers between reading messages and finishing them
 }
 
 // settle waits (at most limit) until no worker is handling messages it has
@@ -47,27 +45,6 @@ func (l *faultLoop) settle(limit time.Duration) {
 	for l.busy.Load() != 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Microsecond)
 	}
-}
-
-// prefetchItem is one unit of prefetch work: runs of pages to fill, in
-// order, or the end of the prefetch list.
-type prefetchItem struct {
-	pieces []prefetchPiece
-	last   bool // end of the prefetch list
-}
-
-// prefetchPiece is pages [idx, idx+n) of region r: zero pages, or with
-// data those pages' bytes.
-type prefetchPiece struct {
-	r      *region
-	idx, n int64
-	data   []byte
-}
-
-// signal wakes a worker for prefetch work.
-func (l *faultLoop) signal() {
-	var one = [8]byte{1}
-	unix.Write(l.wakeFD, one[:])
 }
 
 // stop wakes every worker for good; they return once ctx is done.
@@ -80,8 +57,7 @@ func (l *faultLoop) stop() {
 // a fault cannot be served (*FaultError).
 func (l *faultLoop) run(ctx context.Context) error {
 	buf := make([]byte, 64*uffd.MsgSize)
-	pfds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.wakeFD), Events: unix.POLLIN},
-		{Fd: int32(l.stopFD), Events: unix.POLLIN}}
+	pfds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.stopFD), Events: unix.POLLIN}}
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -102,23 +78,11 @@ func (l *faultLoop) run(ctx context.Context) error {
 				}
 			}
 			l.busy.Add(-1)
-			continue // drain every pending fault before prefetch work
+			continue // drain every pending fault before sleeping
 		}
 		l.busy.Add(-1)
-		select {
-		case it := <-l.prefetch:
-			if err := l.prefetchOne(it); err != nil {
-				return err
-			}
-			continue
-		default:
-		}
 		if _, err := unix.Poll(pfds, -1); err != nil && err != unix.EINTR {
 			return fmt.Errorf("pager: poll userfaultfd: %w", err)
-		}
-		if pfds[1].Revents != 0 {
-			var b [8]byte
-			unix.Read(l.wakeFD, b[:])
 		}
 		if pfds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
 			return fmt.Errorf("%w: userfaultfd poll events %#x", errClientGone, pfds[0].Revents)
@@ -335,27 +299,6 @@ func (l *faultLoop) fill(r *region, idx, n int64, src []byte, mode uint64, prefe
 			}
 			return fmt.Errorf("%s of %d pages at %#x: %w", op, k, r.addr(idx), err)
 		}
-	}
-	return nil
-}
-
-// prefetchOne fills one prefetched item's missing pages.
-func (l *faultLoop) prefetchOne(it prefetchItem) error {
-	if it.last {
-		l.c.markPrefetchDone()
-		return nil
-	}
-	for _, p := range it.pieces {
-		var err error
-		if p.data != nil {
-			err = l.fill(p.r, p.idx, p.n, p.data, uffd.CopyModeDontWake, true)
-		} else {
-			err = l.fill(p.r, p.idx, p.n, nil, uffd.ZeroPageModeDontWake, true)
-		}
-		if errors.Is(err, errClientGone) {
-			return err
-		}
-		// Other errors are not fatal: a demand fault reports them.
 	}
 	return nil
 }

@@ -2,12 +2,14 @@ package pager
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/smolvm/smolvm/format"
+	"github.com/smolvm/smolvm/pager/uffd"
 )
 
-// prefetchAhead is how many fetched frames may wait for the fault loop.
+// prefetchAhead is how many fetched frames may wait to be filled.
 const prefetchAhead = 4
 
 // prefetchFetchers is how many frames the prefetch fetches at once (a
@@ -70,29 +72,24 @@ func groupPrefetch(runs []*prefetchRun) []*prefetchJob {
 	return jobs
 }
 
-// runPrefetch walks ws in order and hands the fault loop the listed pages
-// still missing (zero runs, and pages of fetched frames), a job at a time.
-// Frames are fetched by prefetchFetchers goroutines, at most
-// prefetchAhead+prefetchFetchers ahead of the loop, in list order. The loop
-// only takes an item when no fault is pending, so demand faults always go
-// first. Fetch errors skip the pages: a demand fault on them will report
-// the error.
-func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(string, ...any)) {
-	send := func(it prefetchItem) bool {
-		select {
-		case l.prefetch <- it:
-			l.signal()
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	defer send(prefetchItem{last: true})
+// runPrefetch walks ws in order and fills the listed pages still missing
+// (zero runs, and pages of fetched frames) itself, beside the fault loop's
+// workers: a page both fill is copied once (the second copy finds it
+// present). Frames are fetched by prefetchFetchers goroutines, at most
+// prefetchAhead+prefetchFetchers frames ahead, in list order; frames in
+// the cache are at hand at once. Filling here rather than handing each
+// frame's pages to a fault-loop worker spares a cross-thread wake-up per
+// frame, which the lab's overcommitted CPUs made cost more than the
+// copies. Fetch errors skip the pages: a demand fault on them will report
+// the error. Once the list is worked through the stats say so. It returns
+// an error only when the client's memory is gone (errClientGone): the
+// session ends then.
+func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(string, ...any)) error {
 	jobs := groupPrefetch(l.planPrefetch(ws))
 
 	// Fetchers take the jobs' frames in order; tokens bound how far they
-	// get ahead of the sender (which returns a token per job it is done
-	// with), so the job the sender waits for is always being fetched.
+	// get ahead of the filler (which returns a token per job it is done
+	// with), so the job the filler waits for is always being fetched.
 	fetchq := make(chan *prefetchJob)
 	tokens := make(chan struct{}, prefetchAhead+prefetchFetchers)
 	var wg sync.WaitGroup
@@ -132,47 +129,55 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 
 	for _, j := range jobs {
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
+		if !j.zero {
+			select {
+			case <-j.done:
+			case <-ctx.Done():
+				return nil
+			}
+			<-tokens
+			if j.err != nil {
+				if ctx.Err() == nil {
+					logf("pager: prefetch %s frame %d: %v (left to demand faults)", j.runs[0].r.Artifact, j.runs[0].frame, j.err)
+				}
+				continue
+			}
+		}
+		if err := l.fillJob(j, logf); err != nil {
+			return err
+		}
+		j.data = nil
+	}
+	l.c.markPrefetchDone()
+	return nil
+}
+
+// fillJob fills a job's listed pages without waking anyone (no thread
+// waits on a page nobody faulted): zero runs, or the runs' slots of the
+// fetched frame. Only errClientGone matters to the caller; other failures
+// are left to demand faults.
+func (l *faultLoop) fillJob(j *prefetchJob, logf func(string, ...any)) error {
+	for _, p := range j.runs {
+		var err error
 		if j.zero {
-			it := prefetchItem{}
-			for _, p := range j.runs {
-				it.pieces = append(it.pieces, prefetchPiece{r: p.r, idx: p.idx, n: p.n})
-			}
-			if !send(it) {
-				return
-			}
-			continue
-		}
-		select {
-		case <-j.done:
-		case <-ctx.Done():
-			return
-		}
-		<-tokens
-		first := j.runs[0]
-		if j.err != nil {
-			if ctx.Err() == nil {
-				logf("pager: prefetch %s frame %d: %v (left to demand faults)", first.r.Artifact, first.frame, j.err)
-			}
-			continue
-		}
-		// Only the listed pages of the frame: a working set recorded page
-		// by page names exactly what the guest touched.
-		it := prefetchItem{}
-		for _, p := range j.runs {
+			err = l.fill(p.r, p.idx, p.n, nil, uffd.ZeroPageModeDontWake, true)
+		} else {
+			// Only the listed pages of the frame: a working set recorded
+			// page by page names exactly what the guest touched.
 			from, to := p.slot*format.PageSize, (p.slot+p.n)*format.PageSize
 			if from < 0 || to > int64(len(j.data)) {
 				logf("pager: prefetch %s frame %d: slots %d..%d do not fit its %d bytes (left to demand faults)", p.r.Artifact, p.frame, p.slot, p.slot+p.n, len(j.data))
 				continue
 			}
-			it.pieces = append(it.pieces, prefetchPiece{r: p.r, idx: p.idx, n: p.n, data: j.data[from:to]})
+			err = l.fill(p.r, p.idx, p.n, j.data[from:to], uffd.CopyModeDontWake, true)
 		}
-		j.data = nil
-		if len(it.pieces) > 0 && !send(it) {
-			return
+		if errors.Is(err, errClientGone) {
+			return err
 		}
 	}
+	return nil
 }
 
 // planPrefetch lists the runs of ws's pages that are still missing, in

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,11 +28,12 @@ type session struct {
 	rec   *recorder
 
 	// set by register
-	uffdFD, wakeFD, stopFD int
-	loop                   *faultLoop
-	cancelLoop             context.CancelFunc
-	loopCtx                context.Context // ends with the loop
-	loopWG                 sync.WaitGroup
+	uffdFD, stopFD int
+	loop           *faultLoop
+	cancelLoop     context.CancelFunc
+	loopCtx        context.Context // ends with the loop
+	loopErr        atomic.Value    // string: why the loop ended, if it failed
+	loopWG         sync.WaitGroup
 }
 
 // ServeConn serves one client until it sends close, disconnects, or ctx
@@ -45,7 +47,7 @@ func (s *Server) ServeConn(ctx context.Context, conn *net.UnixConn) error {
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	ss := &session{srv: s, conn: conn, rec: newRecorder(false), uffdFD: -1, wakeFD: -1, stopFD: -1}
+	ss := &session{srv: s, conn: conn, rec: newRecorder(false), uffdFD: -1, stopFD: -1}
 	defer conn.Close()
 	defer ss.stopLoop()
 	rd := newReader(conn)
@@ -142,7 +144,8 @@ const maxPrefetchWait = 5 * time.Minute
 
 // waitPrefetch answers m (wait_prefetch) once the registered VM's prefetch
 // list has been worked through, or m.WaitMs (at most maxPrefetchWait) has
-// passed, with the stats then (their PrefetchDone says which). It answers
+// passed, with the stats then (their PrefetchDone says which; Error says
+// why when the VM's fault loop failed first). It answers
 // from a goroutine of its own, so the session serves other requests (the
 // VMM's heartbeat) meanwhile. Without a registered VM it answers an error.
 func (ss *session) waitPrefetch(m *message) {
@@ -165,7 +168,11 @@ func (ss *session) waitPrefetch(m *message) {
 		case <-lctx.Done(): // the loop ended (failed or closing)
 		}
 		st := ss.c.snapshot()
-		ss.write(&message{Type: msgOK, ID: m.ID, Stats: &st})
+		r := &message{Type: msgOK, ID: m.ID, Stats: &st}
+		if why, _ := ss.loopErr.Load().(string); why != "" && !st.PrefetchDone {
+			r.Error = why
+		}
+		ss.write(r)
 	}()
 }
 
@@ -216,20 +223,15 @@ func (ss *session) register(ctx context.Context, m *message, fd int) error {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return fmt.Errorf("pager: register: userfaultfd: %w", err)
 	}
-	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return fmt.Errorf("pager: register: eventfd: %w", err)
-	}
 	sfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		unix.Close(wfd)
 		return fmt.Errorf("pager: register: eventfd: %w", err)
 	}
-	ss.uffdFD, ss.wakeFD, ss.stopFD = fd, wfd, sfd
+	ss.uffdFD, ss.stopFD = fd, sfd
 	ss.rec = newRecorder(m.Record)
 	ss.c.registered = time.Now()
 	ss.c.prefetchDoneCh = make(chan struct{})
-	l := &faultLoop{fd: fd, wakeFD: wfd, stopFD: sfd, regions: regions, c: &ss.c, rec: ss.rec, prefetch: make(chan prefetchItem, prefetchAhead)}
+	l := &faultLoop{fd: fd, stopFD: sfd, regions: regions, c: &ss.c, rec: ss.rec}
 	lctx, cancel := context.WithCancel(ctx)
 	l.fetch = func(ctx context.Context, img chunkstore.Image, frame int32) ([]byte, error) {
 		return ss.srv.fetch(ctx, &ss.c, img, frame)
@@ -238,6 +240,7 @@ func (ss *session) register(ctx context.Context, m *message, fd int) error {
 	var once sync.Once
 	report := func(err error) {
 		once.Do(func() {
+			ss.loopErr.Store(err.Error())
 			var fe *FaultError
 			switch {
 			case errors.As(err, &fe):
@@ -269,7 +272,11 @@ func (ss *session) register(ctx context.Context, m *message, fd int) error {
 		ss.loopWG.Add(1)
 		go func() {
 			defer ss.loopWG.Done()
-			l.runPrefetch(lctx, m.Prefetch, ss.srv.logf)
+			if err := l.runPrefetch(lctx, m.Prefetch, ss.srv.logf); err != nil {
+				report(err)
+				cancel() // stops the workers
+				l.stop()
+			}
 		}()
 	} else {
 		ss.c.markPrefetchDone()
@@ -286,7 +293,6 @@ func (ss *session) stopLoop() {
 	ss.loop.stop()
 	ss.loopWG.Wait()
 	unix.Close(ss.uffdFD)
-	unix.Close(ss.wakeFD)
 	unix.Close(ss.stopFD)
 	ss.loop = nil
 }

@@ -89,6 +89,20 @@ func daemonKey(bundleAbs string, digest format.Digest) string {
 	return hex.EncodeToString(sum[:10])
 }
 
+// DaemonMountPoint is where the daemon of the bundle at bundlePath (or
+// oci://REF) with manifest digest mounts it: EnsureDaemon's MountPoint,
+// known before the daemon runs.
+func DaemonMountPoint(bundlePath string, digest format.Digest) (string, error) {
+	abs := bundlePath
+	if !registry.IsRef(bundlePath) {
+		var err error
+		if abs, err = filepath.Abs(bundlePath); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrDaemon, err)
+		}
+	}
+	return filepath.Join(daemonBase(), daemonKey(abs, digest)), nil
+}
+
 // EnsureDaemon returns the daemon serving the bundle at bundlePath (or
 // oci://REGISTRY/REPO:TAG, keyed by the reference and the manifest digest
 // pushed there) whose manifest digest is digest, starting one when none runs: smolmount as a
@@ -105,12 +119,13 @@ func EnsureDaemon(ctx context.Context, bundlePath string, digest format.Digest, 
 			return nil, fmt.Errorf("%w: %w", ErrDaemon, err)
 		}
 	}
-	base := daemonBase()
-	if err := os.MkdirAll(base, 0o700); err != nil {
+	mnt, err := DaemonMountPoint(abs, digest)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(mnt), 0o700); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDaemon, err)
 	}
-	key := daemonKey(abs, digest)
-	mnt := filepath.Join(base, key)
 	// Whoever holds the lock finishes within its own ready timeout and an
 	// unmount: bound the wait accordingly.
 	wait := opt.ReadyTimeout

@@ -98,7 +98,7 @@ type RestoreOptions struct {
 type Timeline struct {
 	Start    time.Time     `json:"start"`
 	Opened   time.Duration `json:"opened_ns"`   // bundle opened, state decoded, host checked
-	Daemon   time.Duration `json:"daemon_ns"`   // bundle daemon found or started
+	Daemon   time.Duration `json:"daemon_ns"`   // bundle daemon found or started (uffd, eager: the machine built meanwhile)
 	Memory   time.Duration `json:"memory_ns"`   // guest memory set up (eager: all of it read)
 	Restored time.Duration `json:"restored_ns"` // machine state loaded
 	Resumed  time.Duration `json:"resumed_ns"`  // vCPUs started
@@ -177,20 +177,8 @@ func Restore(ctx context.Context, opts RestoreOptions) (_ *Restored, err error) 
 		return nil, err
 	}
 	r.Timeline.mark(&r.Timeline.Opened)
-	if r.Paging != PagingEager || len(r.Saved.Config.Disks) > 0 {
-		dopts := opts.Daemon
-		dopts.Insecure = dopts.Insecure || opts.Insecure
-		if r.Daemon, err = EnsureDaemon(ctx, r.Bundle, r.Digest, dopts); err != nil {
-			return nil, err
-		}
-	}
-	r.Timeline.mark(&r.Timeline.Daemon)
-	cfg, err := r.machineConfig()
-	if err != nil {
+	if err := r.startMachine(ctx); err != nil {
 		return nil, err
-	}
-	if r.Machine, err = vmm.NewRestore(cfg); err != nil {
-		return nil, fmt.Errorf("snapshot: restore %s: %w", r.Bundle, err)
 	}
 	if err := r.setupMemory(ctx); err != nil {
 		return nil, err
@@ -204,6 +192,66 @@ func Restore(ctx context.Context, opts RestoreOptions) (_ *Restored, err error) 
 	}
 	r.Timeline.mark(&r.Timeline.Restored)
 	return r, nil
+}
+
+// startMachine finds or starts the bundle's daemon and builds the machine.
+// A machine whose setup needs nothing from the daemon's mount (uffd or
+// eager paging, no disks) is built while a new daemon starts: both take
+// a while, and neither waits for the other.
+func (r *Restored) startMachine(ctx context.Context) error {
+	needDaemon := r.Paging != PagingEager || len(r.Saved.Config.Disks) > 0
+	if !needDaemon {
+		r.Timeline.mark(&r.Timeline.Daemon)
+		return r.newMachine("")
+	}
+	dopts := r.opts.Daemon
+	dopts.Insecure = dopts.Insecure || r.opts.Insecure
+	type started struct {
+		d   *Daemon
+		err error
+	}
+	dch := make(chan started, 1)
+	go func() {
+		d, err := EnsureDaemon(ctx, r.Bundle, r.Digest, dopts)
+		dch <- started{d, err}
+	}()
+	wait := func() error {
+		st := <-dch
+		r.Daemon = st.d
+		r.Timeline.mark(&r.Timeline.Daemon)
+		return st.err
+	}
+	if r.Paging == PagingMmap || len(r.Saved.Config.Disks) > 0 {
+		if err := wait(); err != nil {
+			return err
+		}
+		return r.newMachine(r.Daemon.MountPoint)
+	}
+	mnt, err := DaemonMountPoint(r.Bundle, r.Digest)
+	if err != nil {
+		return errors.Join(err, wait())
+	}
+	merr := r.newMachine(mnt)
+	if err := wait(); err != nil || merr != nil {
+		return errors.Join(merr, err)
+	}
+	if r.Daemon.MountPoint != mnt {
+		return fmt.Errorf("%w: %s: daemon mounted at %s, expected %s", ErrDaemon, r.Bundle, r.Daemon.MountPoint, mnt)
+	}
+	return nil
+}
+
+// newMachine builds the machine of the saved config with the daemon's
+// mount at mnt ("" without a daemon).
+func (r *Restored) newMachine(mnt string) error {
+	cfg, err := r.machineConfig(mnt)
+	if err != nil {
+		return err
+	}
+	if r.Machine, err = vmm.NewRestore(cfg); err != nil {
+		return fmt.Errorf("snapshot: restore %s: %w", r.Bundle, err)
+	}
+	return nil
 }
 
 // open opens the bundle (an oci:// one fetches the manifest, TOC and the
@@ -263,8 +311,9 @@ func (r *Restored) open(ctx context.Context) error {
 }
 
 // machineConfig is the vmm.Config of the saved machine's shape, with this
-// clone's console, sockets, overlays and memory backing.
-func (r *Restored) machineConfig() (vmm.Config, error) {
+// clone's console, sockets, overlays and memory backing; mnt is the
+// daemon's mount ("" without one).
+func (r *Restored) machineConfig(mnt string) (vmm.Config, error) {
 	sc := r.Saved.Config
 	cfg := vmm.Config{
 		CPUs: sc.CPUs, MemBytes: sc.MemBytes, Cmdline: sc.Cmdline,
@@ -277,14 +326,14 @@ func (r *Restored) machineConfig() (vmm.Config, error) {
 		cfg.VsockPath = r.opts.VsockPath
 	}
 	man := r.bundle.Manifest()
-	if r.Daemon != nil {
+	if mnt != "" {
 		// A snapshot of this clone packs kernel and initrd from here.
 		for _, a := range man.Artifacts {
 			switch a.Name {
 			case format.ArtifactKernel:
-				cfg.Kernel = filepath.Join(r.Daemon.MountPoint, a.Name)
+				cfg.Kernel = filepath.Join(mnt, a.Name)
 			case format.ArtifactInitrd:
-				cfg.Initrd = filepath.Join(r.Daemon.MountPoint, a.Name)
+				cfg.Initrd = filepath.Join(mnt, a.Name)
 			}
 		}
 	}
@@ -293,7 +342,7 @@ func (r *Restored) machineConfig() (vmm.Config, error) {
 			return cfg, fmt.Errorf("snapshot: disk %s needs a state dir for its copy-on-write overlay", d.Name)
 		}
 		dc := vmm.DiskConfig{
-			Name: d.Name, Path: filepath.Join(r.Daemon.MountPoint, format.DiskPrefix+d.Name),
+			Name: d.Name, Path: filepath.Join(mnt, format.DiskPrefix+d.Name),
 			Mode: disk.ModeCOW, OverlayPath: filepath.Join(r.opts.StateDir, "disk-"+d.Name+".overlay"),
 		}
 		if d.ReadOnly {
@@ -314,7 +363,7 @@ func (r *Restored) machineConfig() (vmm.Config, error) {
 		cfg.Net = &vmm.NetConfig{Mode: mode} // zero MAC: a new random one
 	}
 	if r.Paging == PagingMmap {
-		cfg.Memory.File = filepath.Join(r.Daemon.MountPoint, format.ArtifactMemory)
+		cfg.Memory.File = filepath.Join(mnt, format.ArtifactMemory)
 	}
 	return cfg, nil
 }
