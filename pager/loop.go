@@ -270,6 +270,7 @@ func (l *faultLoop) fill(r *region, idx, n int64, src []byte, mode uint64, prefe
 			break
 		}
 		if pages := done / ps; pages > 0 {
+			l.c.copies.Add(1)
 			r.setFilled(idx, pages)
 			if src != nil {
 				l.c.pagesCopied.Add(pages)

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/pager/uffd"
 )
 
-// prefetchAhead is how many fetched frames may wait to be filled.
-const prefetchAhead = 4
+// prefetchAhead is how many fetched frames may wait to be filled: a batch
+// of them is filled in guest address order (prefetch_sort.go).
+const prefetchAhead = 64
 
 // prefetchFetchers is how many frames the prefetch fetches at once (a
 // lazily served bundle, e.g. from a registry, answers each with a round
@@ -30,11 +30,8 @@ type prefetchRun struct {
 	slot   int64 // frame slot of page idx
 }
 
-// prefetchJob is one unit of prefetch work: consecutive runs of the plan
-// that share a frame (fetched once), or consecutive zero runs. One job is
-// one item for the fault loop: a working set laid out at record time puts
-// many single, scattered pages into each frame, and handing the loop a
-// page at a time cost a wake-up per page.
+// prefetchJob is one unit of prefetch work: every run of the plan in one
+// frame (fetched once), or consecutive zero runs.
 type prefetchJob struct {
 	runs []*prefetchRun
 	zero bool
@@ -44,29 +41,38 @@ type prefetchJob struct {
 	done chan struct{}
 }
 
-// maxZeroJob bounds the zero runs of one job (they are filled one
-// UFFDIO_ZEROPAGE each, between demand faults).
+// maxZeroJob bounds the zero runs of one job.
 const maxZeroJob = 64
 
-// groupPrefetch joins consecutive runs of one frame (or consecutive zero
-// runs) into jobs, in plan order.
+// groupPrefetch gathers the plan's runs into jobs: every run of a frame
+// joins that frame's job, in the order frames are first needed (a working
+// set laid out at record time scatters its pages over its frames in
+// first-touch order, and a list in first-touch order visits each frame
+// many times); consecutive zero runs (at most maxZeroJob) form a job in
+// place.
 func groupPrefetch(runs []*prefetchRun) []*prefetchJob {
+	type frameKey struct {
+		img   any
+		frame int32
+	}
 	var jobs []*prefetchJob
+	byFrame := map[frameKey]*prefetchJob{}
 	for _, p := range runs {
-		if n := len(jobs); n > 0 {
-			j := jobs[n-1]
-			first := j.runs[0]
-			switch {
-			case p.zero && j.zero && len(j.runs) < maxZeroJob,
-				!p.zero && !j.zero && p.r.img == first.r.img && p.frame == first.frame:
-				j.runs = append(j.runs, p)
+		if p.zero {
+			if n := len(jobs); n > 0 && jobs[n-1].zero && len(jobs[n-1].runs) < maxZeroJob {
+				jobs[n-1].runs = append(jobs[n-1].runs, p)
 				continue
 			}
+			jobs = append(jobs, &prefetchJob{runs: []*prefetchRun{p}, zero: true})
+			continue
 		}
-		j := &prefetchJob{runs: []*prefetchRun{p}, zero: p.zero}
-		if !p.zero {
-			j.done = make(chan struct{})
+		k := frameKey{p.r.img, p.frame}
+		if j := byFrame[k]; j != nil {
+			j.runs = append(j.runs, p)
+			continue
 		}
+		j := &prefetchJob{runs: []*prefetchRun{p}, done: make(chan struct{})}
+		byFrame[k] = j
 		jobs = append(jobs, j)
 	}
 	return jobs
@@ -127,53 +133,76 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 		}
 	}()
 
+	// Fetched jobs gather in a batch, filled in address order when it is
+	// full, or when the next job's frame is not in yet while the guest is
+	// faulting (then pages at hand must not wait for a slow fetch; while
+	// the vCPUs wait for the prefetch, fuller batches mean fewer copies).
+	var (
+		batch       []*prefetchJob
+		scratch     []byte
+		batchFaults = l.c.faults.Load()
+	)
+	flush := func() error {
+		err := l.fillSorted(batch, &scratch, logf)
+		for _, j := range batch {
+			j.data = nil
+			<-tokens
+		}
+		batch = batch[:0]
+		batchFaults = l.c.faults.Load()
+		return err
+	}
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !j.zero {
+		if j.zero {
+			if err := l.fillJob(j, logf); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-j.done:
+		default:
+			if l.c.faults.Load() != batchFaults {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
 			select {
 			case <-j.done:
 			case <-ctx.Done():
 				return nil
 			}
+		}
+		if j.err != nil {
 			<-tokens
-			if j.err != nil {
-				if ctx.Err() == nil {
-					logf("pager: prefetch %s frame %d: %v (left to demand faults)", j.runs[0].r.Artifact, j.runs[0].frame, j.err)
-				}
-				continue
+			if ctx.Err() == nil {
+				logf("pager: prefetch %s frame %d: %v (left to demand faults)", j.runs[0].r.Artifact, j.runs[0].frame, j.err)
+			}
+			continue
+		}
+		batch = append(batch, j)
+		if len(batch) >= prefetchAhead {
+			if err := flush(); err != nil {
+				return err
 			}
 		}
-		if err := l.fillJob(j, logf); err != nil {
-			return err
-		}
-		j.data = nil
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	l.c.markPrefetchDone()
 	return nil
 }
 
-// fillJob fills a job's listed pages without waking anyone (no thread
-// waits on a page nobody faulted): zero runs, or the runs' slots of the
-// fetched frame. Only errClientGone matters to the caller; other failures
-// are left to demand faults.
-func (l *faultLoop) fillJob(j *prefetchJob, logf func(string, ...any)) error {
+// fillJob fills a zero job's pages without waking anyone (no thread waits
+// on a page nobody faulted). Only errClientGone matters to the caller;
+// other failures are left to demand faults.
+func (l *faultLoop) fillJob(j *prefetchJob, _ func(string, ...any)) error {
 	for _, p := range j.runs {
-		var err error
-		if j.zero {
-			err = l.fill(p.r, p.idx, p.n, nil, uffd.ZeroPageModeDontWake, true)
-		} else {
-			// Only the listed pages of the frame: a working set recorded
-			// page by page names exactly what the guest touched.
-			from, to := p.slot*format.PageSize, (p.slot+p.n)*format.PageSize
-			if from < 0 || to > int64(len(j.data)) {
-				logf("pager: prefetch %s frame %d: slots %d..%d do not fit its %d bytes (left to demand faults)", p.r.Artifact, p.frame, p.slot, p.slot+p.n, len(j.data))
-				continue
-			}
-			err = l.fill(p.r, p.idx, p.n, j.data[from:to], uffd.CopyModeDontWake, true)
-		}
-		if errors.Is(err, errClientGone) {
+		if err := l.fill(p.r, p.idx, p.n, nil, uffd.ZeroPageModeDontWake, true); errors.Is(err, errClientGone) {
 			return err
 		}
 	}

@@ -13,9 +13,9 @@ type namedImage struct {
 	name string
 }
 
-// TestGroupPrefetch: consecutive runs of one frame become one job (one
-// fetch, one item for the fault loop); zero runs group up to maxZeroJob; a
-// different frame or image, or a zero run in between, starts a new job.
+// TestGroupPrefetch: every run of one frame joins its job (one fetch), in
+// the order frames are first needed; zero runs group up to maxZeroJob in
+// place; the same frame number of another image is another job.
 func TestGroupPrefetch(t *testing.T) {
 	ra := &region{Region: Region{Artifact: "a"}, img: &namedImage{name: "a"}}
 	rb := &region{Region: Region{Artifact: "b"}, img: &namedImage{name: "b"}}
@@ -32,9 +32,10 @@ func TestGroupPrefetch(t *testing.T) {
 	}{
 		{"empty", nil, "[]"},
 		{"one frame, scattered pages", []*prefetchRun{run(ra, 3), run(ra, 3), run(ra, 3)}, "[3]"},
-		{"frames in turn", []*prefetchRun{run(ra, 3), run(ra, 3), run(ra, 4), run(ra, 3)}, "[2 1 1]"},
+		{"frames in turn", []*prefetchRun{run(ra, 3), run(ra, 3), run(ra, 4), run(ra, 3)}, "[3 1]"},
 		{"same frame number, other image", []*prefetchRun{run(ra, 3), run(rb, 3)}, "[1 1]"},
-		{"zero between", []*prefetchRun{run(ra, 3), zero(), zero(), run(ra, 3)}, "[1 2z 1]"},
+		{"zero between", []*prefetchRun{run(ra, 3), zero(), zero(), run(ra, 3)}, "[2 2z]"},
+		{"zero runs apart", []*prefetchRun{zero(), run(ra, 3), zero()}, "[1z 1 1z]"},
 		{"zero runs bounded", manyZero, fmt.Sprintf("[%dz 1z]", maxZeroJob)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

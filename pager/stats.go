@@ -15,6 +15,7 @@ type Stats struct {
 	Refilled        int64 `json:"refilled"`         // filled pages dropped by the VMM (MADV_DONTNEED), faulted again: zero-filled
 	PagesCopied     int64 `json:"pages_copied"`     // UFFDIO_COPY pages, demand and prefetch
 	ZeroPages       int64 `json:"zero_pages"`       // UFFDIO_ZEROPAGE pages, demand and prefetch
+	Copies          int64 `json:"copies"`           // UFFDIO_COPY and UFFDIO_ZEROPAGE calls that filled pages
 	FramesFetched   int64 `json:"frames_fetched"`   // frames obtained from the image
 	BytesFetched    int64 `json:"bytes_fetched"`    // their decompressed bytes
 	PrefetchedPages int64 `json:"prefetched_pages"` // pages filled by prefetch (copied or zeroed)
@@ -34,12 +35,12 @@ type Stats struct {
 // counters are updated by a session's fault loop and read by stats
 // requests.
 type counters struct {
-	faults, wakeOnly, pagesCopied, zeroPages atomic.Int64
-	framesFetched, bytesFetched, prefetched  atomic.Int64
-	faultErrors, refilled, alreadyPresent    atomic.Int64
-	prefetchDone                             atomic.Bool
-	registered                               time.Time
-	prefetchTime                             atomic.Int64
+	faults, wakeOnly, pagesCopied, zeroPages, copies atomic.Int64
+	framesFetched, bytesFetched, prefetched          atomic.Int64
+	faultErrors, refilled, alreadyPresent            atomic.Int64
+	prefetchDone                                     atomic.Bool
+	registered                                       time.Time
+	prefetchTime                                     atomic.Int64
 	// prefetchDoneCh is closed with prefetchDone set (made by register).
 	prefetchDoneCh   chan struct{}
 	prefetchDoneOnce sync.Once
@@ -60,7 +61,7 @@ func (c *counters) markPrefetchDone() {
 func (c *counters) snapshot() Stats {
 	s := Stats{
 		Faults: c.faults.Load(), WakeOnly: c.wakeOnly.Load(), PagesCopied: c.pagesCopied.Load(),
-		ZeroPages: c.zeroPages.Load(), FramesFetched: c.framesFetched.Load(), BytesFetched: c.bytesFetched.Load(),
+		ZeroPages: c.zeroPages.Load(), Copies: c.copies.Load(), FramesFetched: c.framesFetched.Load(), BytesFetched: c.bytesFetched.Load(),
 		PrefetchedPages: c.prefetched.Load(), PrefetchDone: c.prefetchDone.Load(), FaultErrors: c.faultErrors.Load(),
 		Refilled: c.refilled.Load(), AlreadyPresent: c.alreadyPresent.Load(),
 		PrefetchTime: time.Duration(c.prefetchTime.Load()),

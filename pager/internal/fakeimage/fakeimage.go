@@ -1,11 +1,13 @@
 package fakeimage
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -26,6 +28,9 @@ type Config struct {
 	// runs where (page/64)%5 == 4 when ZeroRuns is set.
 	ZeroPercent int
 	ZeroRuns    bool
+	// Reverse lays the data pages out highest first (as a working-set
+	// layout scatters neighbours): every extent is one page.
+	Reverse bool
 }
 
 // ErrCorrupt is what a corrupted frame's Frame call wraps.
@@ -60,7 +65,11 @@ func New(cfg Config) *Image {
 	im := &Image{cfg: cfg, byFrame: map[int32][]format.Extent{}, cache: map[int32][]byte{}, corrupt: map[int32]bool{}}
 	frame, slot := cfg.FrameBase, int32(0)
 	used := false
-	for p := int64(0); p < cfg.Pages; p++ {
+	for i := int64(0); i < cfg.Pages; i++ {
+		p := i
+		if cfg.Reverse {
+			p = cfg.Pages - 1 - i
+		}
 		if im.IsZero(p) {
 			continue
 		}
@@ -68,7 +77,7 @@ func New(cfg Config) *Image {
 			frame, slot = frame+1, 0
 		}
 		n := len(im.extents)
-		if n > 0 && im.extents[n-1].End() == p && im.extents[n-1].Frame == frame {
+		if n > 0 && !cfg.Reverse && im.extents[n-1].End() == p && im.extents[n-1].Frame == frame {
 			im.extents[n-1].Count++
 		} else {
 			im.extents = append(im.extents, format.Extent{Page: p, Count: 1, Frame: frame, Slot: slot})
@@ -76,6 +85,7 @@ func New(cfg Config) *Image {
 		slot++
 		used = true
 	}
+	slices.SortFunc(im.extents, func(a, b format.Extent) int { return cmp.Compare(a.Page, b.Page) })
 	for _, e := range im.extents {
 		im.byFrame[e.Frame] = append(im.byFrame[e.Frame], e)
 	}
