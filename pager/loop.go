@@ -1,9 +1,11 @@
 package pager
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -175,7 +177,7 @@ func (l *faultLoop) handle(ctx context.Context, m uffd.Msg, start time.Time) err
 		l.rec.pages(r.Artifact, page, 1)
 		return nil
 	}
-	if err := l.fillFrame(r.img, e.Frame, data, false); err != nil {
+	if err := l.fillFrame(r.img, e.Frame, data, page); err != nil {
 		return l.faultErr(err, m.Address, r, page, e.Frame)
 	}
 	l.rec.frame(r.Artifact, e.Frame, r.img.FrameExtents(int(e.Frame)))
@@ -205,16 +207,34 @@ func (l *faultLoop) zeroRun(r *region, idx int64) int64 {
 	return n
 }
 
-// fillFrame copies every still-missing page of frame that any region of
-// img maps, without waking.
-func (l *faultLoop) fillFrame(img chunkstore.Image, frame int32, data []byte, prefetch bool) error {
+// fillFrame copies the still-missing pages that frame holds for any region
+// of img, without waking: the pages packed beside the faulting one (image
+// page near), likely touched next. Deduplication can make one slot back
+// thousands of pages all over the guest (a common page): those are not
+// neighbours, and copying them all would hold this worker for thousands of
+// copies of pages the guest may never read. So at most twice the frame's
+// slots are copied, the extents nearest near first; the rest fault on
+// their own.
+func (l *faultLoop) fillFrame(img chunkstore.Image, frame int32, data []byte, near int64) error {
 	exts := img.FrameExtents(int(frame))
-	for _, r := range l.regions {
-		if r.img != img {
-			continue
+	budget := 2 * max(int64(len(data)/format.PageSize), 1)
+	if total := extentPages(exts); total > budget {
+		exts = slices.Clone(exts)
+		slices.SortStableFunc(exts, func(a, b format.Extent) int {
+			return cmp.Compare(extentDistance(a, near), extentDistance(b, near))
+		})
+	}
+	for _, fe := range exts {
+		if budget <= 0 {
+			break
 		}
-		for _, fe := range exts {
-			idx, n := r.clip(fe.Page, int64(fe.Count))
+		count := min(int64(fe.Count), budget)
+		budget -= count
+		for _, r := range l.regions {
+			if r.img != img {
+				continue
+			}
+			idx, n := r.clip(fe.Page, count)
 			if n == 0 {
 				continue
 			}
@@ -224,12 +244,33 @@ func (l *faultLoop) fillFrame(img chunkstore.Image, frame int32, data []byte, pr
 				return fmt.Errorf("%s extent (page %d, count %d, frame %d, slot %d) does not fit frame %d of %d bytes",
 					r.Artifact, fe.Page, fe.Count, fe.Frame, fe.Slot, frame, len(data))
 			}
-			if err := l.fill(r, idx, n, data[off:end], uffd.CopyModeDontWake, prefetch); err != nil {
+			if err := l.fill(r, idx, n, data[off:end], uffd.CopyModeDontWake, false); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// extentPages is the number of pages exts map.
+func extentPages(exts []format.Extent) int64 {
+	var n int64
+	for _, e := range exts {
+		n += int64(e.Count)
+	}
+	return n
+}
+
+// extentDistance is how many pages lie between page and extent e (0 when
+// e holds it).
+func extentDistance(e format.Extent, page int64) int64 {
+	switch {
+	case page < e.Page:
+		return e.Page - page
+	case page >= e.End():
+		return page - e.End() + 1
+	}
+	return 0
 }
 
 // fill fills the missing pages among n pages of r from idx: copies from src

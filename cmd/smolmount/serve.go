@@ -29,6 +29,10 @@ type daemonConfig struct {
 	onShutdown         func()    // called once shutdown starts
 }
 
+// processStart is close to when this process started (package
+// initialisation), for the startup timeline in the log.
+var processStart = time.Now()
+
 // unmountTimeout bounds the final unmount.
 const unmountTimeout = 15 * time.Second
 
@@ -41,6 +45,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) (err error) {
 	if err != nil {
 		return err
 	}
+	opened := time.Since(processStart)
 	defer closeBundle()
 	fb, err := fusefs.FromChunkstore(cb)
 	if err != nil {
@@ -53,6 +58,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) (err error) {
 	if err != nil {
 		return err
 	}
+	mounted := time.Since(processStart)
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.Background(), unmountTimeout)
 		defer cancel()
@@ -83,6 +89,8 @@ func runDaemon(ctx context.Context, cfg daemonConfig) (err error) {
 	if _, err := startServices(ctx, env, svcs); err != nil {
 		return err
 	}
+	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	logger.Printf("up %s after start: bundle opened %s, mounted %s, services %s", ms(time.Since(processStart)), ms(opened), ms(mounted), ms(time.Since(processStart)))
 	fmt.Fprintf(cfg.out, "smolmount: ready: %s at %s (dev %s, pid %d)\n", cfg.bundle, srv.Dir(), srv.Info().Dev(), os.Getpid())
 
 	var cause error
