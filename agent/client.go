@@ -85,10 +85,18 @@ func Start(ctx context.Context, conn net.Conn, cmd Command) (*Session, error) {
 }
 
 // handshake sends our Hello and checks the agent's.
+// hostHello is the host's hello.
+var hostHello = Hello{Version: Version, Agent: "smolvm"}
+
 func handshake(conn net.Conn) (Hello, error) {
-	if err := writeJSON(conn, FrameHello, Hello{Version: Version, Agent: "smolvm"}); err != nil {
+	if err := writeJSON(conn, FrameHello, hostHello); err != nil {
 		return Hello{}, fmt.Errorf("handshake: %w", err)
 	}
+	return readHello(conn)
+}
+
+// readHello reads the agent's answer to our hello and checks its version.
+func readHello(conn net.Conn) (Hello, error) {
 	var h Hello
 	if err := expect(conn, FrameHello, &h); err != nil {
 		if errors.Is(err, io.EOF) {

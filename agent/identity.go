@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -91,10 +92,23 @@ func SetIdentity(ctx context.Context, conn net.Conn, req IdentityRequest) (Ident
 		_ = conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	}
 	var res IdentityResult
-	if _, err := handshake(conn); err != nil {
+	// Hello and the request go out together, in one write: the agent
+	// reads frame by frame from the connection, so the request waits in
+	// it while the agent answers hello, and a restored clone's
+	// identity costs one round trip over vsock, not two. An agent that
+	// refuses the hello answers an Error instead of its Hello and never
+	// reads the request.
+	var out bytes.Buffer
+	if err := writeJSON(&out, FrameHello, hostHello); err != nil {
 		return res, fmt.Errorf("agent: identity: %w", err)
 	}
-	if err := writeJSON(conn, FrameIdentity, req); err != nil {
+	if err := writeJSON(&out, FrameIdentity, req); err != nil {
+		return res, fmt.Errorf("agent: identity: %w", err)
+	}
+	if _, err := conn.Write(out.Bytes()); err != nil {
+		return res, fmt.Errorf("agent: identity: %w", err)
+	}
+	if _, err := readHello(conn); err != nil {
 		return res, fmt.Errorf("agent: identity: %w", err)
 	}
 	if err := expect(conn, FrameIdentityDone, &res); err != nil {

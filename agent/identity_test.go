@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -138,4 +140,55 @@ func TestSetIdentitySlowApply(t *testing.T) {
 	if len(res.Applied) != 1 || res.Applied[0] != "hostname" {
 		t.Errorf("result %+v", res)
 	}
+}
+
+// TestSetIdentityOneRoundTrip: the host sends hello and the request
+// together, so a restored clone's identity costs one round trip: an agent
+// that reads both frames before answering anything gets both (with a host
+// that waited for the hello answer first, it would wait for ever).
+func TestSetIdentityOneRoundTrip(t *testing.T) {
+	host, agent, err := unixPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	go func() {
+		_ = agent.SetDeadline(time.Now().Add(5 * time.Second))
+		var h Hello
+		var req IdentityRequest
+		if expect(agent, FrameHello, &h) != nil || expect(agent, FrameIdentity, &req) != nil {
+			return // the host then fails on EOF or its deadline
+		}
+		_ = writeJSON(agent, FrameHello, Hello{Version: Version, Agent: "fake"})
+		_ = writeJSON(agent, FrameIdentityDone, IdentityResult{Applied: []string{"hostname:" + req.Hostname}})
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	res, err := SetIdentity(ctx, host, IdentityRequest{Hostname: "clone-1"})
+	if err != nil {
+		t.Fatalf("SetIdentity against an agent that reads both frames first: %v", err)
+	}
+	if len(res.Applied) != 1 || res.Applied[0] != "hostname:clone-1" {
+		t.Fatalf("applied %v", res.Applied)
+	}
+}
+
+// unixPair is a connected pair of unix stream sockets (buffered, unlike
+// net.Pipe).
+func unixPair() (net.Conn, net.Conn, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	var conns [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return nil, nil, err
+		}
+		conns[i] = c
+	}
+	return conns[0], conns[1], nil
 }

@@ -46,7 +46,7 @@ func ReceiveReady(conn net.Conn) (Ready, error) {
 	if err := expect(conn, FrameReady, &r); err != nil {
 		return Ready{}, fmt.Errorf("agent: ready: %w", err)
 	}
-	if err := writeJSON(conn, FrameHello, Hello{Version: Version, Agent: "smolvm"}); err != nil {
+	if err := writeJSON(conn, FrameHello, hostHello); err != nil {
 		return r, fmt.Errorf("agent: ready: answer: %w", err)
 	}
 	return r, nil

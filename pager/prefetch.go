@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/smolvm/smolvm/pager/uffd"
 )
@@ -91,7 +92,11 @@ func groupPrefetch(runs []*prefetchRun) []*prefetchJob {
 // an error only when the client's memory is gone (errClientGone): the
 // session ends then.
 func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(string, ...any)) error {
+	start := time.Now()
 	jobs := groupPrefetch(l.planPrefetch(ws))
+	planned := time.Since(start)
+	var waited, filling time.Duration
+	copies0 := l.c.copies.Load()
 
 	// Fetchers take the jobs' frames in order; tokens bound how far they
 	// get ahead of the filler (which returns a token per job it is done
@@ -143,7 +148,9 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 		batchFaults = l.c.faults.Load()
 	)
 	flush := func() error {
+		t0 := time.Now()
 		err := l.fillSorted(batch, &scratch, logf)
+		filling += time.Since(t0)
 		for _, j := range batch {
 			j.data = nil
 			<-tokens
@@ -170,11 +177,13 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 					return err
 				}
 			}
+			t0 := time.Now()
 			select {
 			case <-j.done:
 			case <-ctx.Done():
 				return nil
 			}
+			waited += time.Since(t0)
 		}
 		if j.err != nil {
 			<-tokens
@@ -194,6 +203,9 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 		return err
 	}
 	l.c.markPrefetchDone()
+	ms := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
+	logf("pager: prefetched %d pages (%d jobs) in %s (plan %s, waiting for frames %s, %d copies %s)",
+		l.c.prefetched.Load(), len(jobs), ms(time.Since(start)), ms(planned), ms(waited), l.c.copies.Load()-copies0, ms(filling))
 	return nil
 }
 
