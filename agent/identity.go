@@ -43,6 +43,9 @@ type IdentityResult struct {
 	Errors  []string `json:"errors,omitempty"`
 	// Uptime is the guest's uptime when it answered, seconds.
 	Uptime float64 `json:"uptime_s,omitempty"`
+	// ApplyS is how long the guest took to apply it, seconds (of the
+	// identity step's round trip, the part spent in the guest).
+	ApplyS float64 `json:"apply_s,omitempty"`
 }
 
 // MaxIdentityEntropy bounds IdentityRequest.Entropy.
@@ -65,7 +68,9 @@ func (s *Server) serveIdentity(c net.Conn, w *lockedWriter, f Frame) error {
 		_ = writeJSON(w, FrameError, ErrorMsg{Code: CodeStart, Message: msg})
 		return errors.New("agent: identity: " + msg)
 	}
+	start := time.Now()
 	res := s.Identity(req)
+	res.ApplyS = time.Since(start).Seconds()
 	if res.Applied == nil {
 		res.Applied = []string{}
 	}
