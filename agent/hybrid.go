@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -23,6 +25,15 @@ const (
 // "OK <hostport>\n". A socket that closes without "OK" means nothing
 // listens on that port in the guest (ErrNotListening).
 func DialHybrid(ctx context.Context, socketPath string, port uint32) (net.Conn, error) {
+	return DialHybridWith(ctx, socketPath, port, nil)
+}
+
+// DialHybridWith is DialHybrid that sends first right behind the CONNECT
+// line, in the same write: smolvm's VMM holds bytes that follow the line
+// until the guest has accepted, then forwards them, so a request costs no
+// round trip of its own after the OK. If the guest refuses, they go with
+// the connection (nothing reached the guest).
+func DialHybridWith(ctx context.Context, socketPath string, port uint32, first []byte) (net.Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", socketPath)
 	if err != nil {
@@ -35,7 +46,7 @@ func DialHybrid(ctx context.Context, socketPath string, port uint32) (net.Conn, 
 		dl = time.Now().Add(handshakeTimeout)
 	}
 	_ = c.SetDeadline(dl)
-	if _, err := fmt.Fprintf(c, "CONNECT %d\n", port); err != nil {
+	if _, err := c.Write(append([]byte(fmt.Sprintf("CONNECT %d\n", port)), first...)); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("agent: vsock %s: CONNECT %d: %w", socketPath, port, err)
 	}
@@ -46,7 +57,8 @@ func DialHybrid(ctx context.Context, socketPath string, port uint32) (net.Conn, 
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("agent: vsock %s: CONNECT %d: %w", socketPath, port, ctx.Err())
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		// A socket closed with bytes of ours unread (first) resets.
+		if err == io.EOF || err == io.ErrUnexpectedEOF || errors.Is(err, syscall.ECONNRESET) {
 			return nil, fmt.Errorf("%w: port %d via %s (connection closed without OK)", ErrNotListening, port, socketPath)
 		}
 		return nil, fmt.Errorf("agent: vsock %s: CONNECT %d: %w", socketPath, port, err)

@@ -88,6 +88,59 @@ func (s *Server) serveIdentity(c net.Conn, w *lockedWriter, f Frame) error {
 // ExecPort) it sends req and returns what the agent applied. It closes
 // conn. Errors in applying single steps are in the result, not the error.
 func SetIdentity(ctx context.Context, conn net.Conn, req IdentityRequest) (IdentityResult, error) {
+	frames, err := identityFrames(req)
+	if err != nil {
+		conn.Close()
+		return IdentityResult{}, err
+	}
+	if _, err := conn.Write(frames); err != nil {
+		conn.Close()
+		return IdentityResult{}, fmt.Errorf("agent: identity: %w", err)
+	}
+	return readIdentity(ctx, conn)
+}
+
+// DialIdentity connects to the agent on the VM's hybrid vsock socket and
+// gives it req: CONNECT, hello and the request in one write, so a restored
+// clone's identity costs one round trip after the guest accepts. dialTimeout
+// bounds the connect (the OK); ctx the whole. connected is called once the
+// guest accepted (then a failure is not a refused connection, and the
+// identity may have been applied). Errors before that are DialHybrid's.
+func DialIdentity(ctx context.Context, dialTimeout time.Duration, socketPath string, req IdentityRequest, connected func()) (IdentityResult, error) {
+	frames, err := identityFrames(req)
+	if err != nil {
+		return IdentityResult{}, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	conn, err := DialHybridWith(dctx, socketPath, ExecPort, frames)
+	cancel()
+	if err != nil {
+		return IdentityResult{}, err
+	}
+	if connected != nil {
+		connected()
+	}
+	return readIdentity(ctx, conn)
+}
+
+// identityFrames is hello and the identity request, to go out in one
+// write: the agent reads frame by frame from its connection, so the
+// request waits there while it answers hello. An agent that refuses the
+// hello answers an Error instead of its Hello and never reads the request.
+func identityFrames(req IdentityRequest) ([]byte, error) {
+	var out bytes.Buffer
+	if err := writeJSON(&out, FrameHello, hostHello); err != nil {
+		return nil, fmt.Errorf("agent: identity: %w", err)
+	}
+	if err := writeJSON(&out, FrameIdentity, req); err != nil {
+		return nil, fmt.Errorf("agent: identity: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+// readIdentity reads the agent's hello and its answer to the identity
+// request already sent on conn, and closes conn.
+func readIdentity(ctx context.Context, conn net.Conn) (IdentityResult, error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -97,22 +150,6 @@ func SetIdentity(ctx context.Context, conn net.Conn, req IdentityRequest) (Ident
 		_ = conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	}
 	var res IdentityResult
-	// Hello and the request go out together, in one write: the agent
-	// reads frame by frame from the connection, so the request waits in
-	// it while the agent answers hello, and a restored clone's
-	// identity costs one round trip over vsock, not two. An agent that
-	// refuses the hello answers an Error instead of its Hello and never
-	// reads the request.
-	var out bytes.Buffer
-	if err := writeJSON(&out, FrameHello, hostHello); err != nil {
-		return res, fmt.Errorf("agent: identity: %w", err)
-	}
-	if err := writeJSON(&out, FrameIdentity, req); err != nil {
-		return res, fmt.Errorf("agent: identity: %w", err)
-	}
-	if _, err := conn.Write(out.Bytes()); err != nil {
-		return res, fmt.Errorf("agent: identity: %w", err)
-	}
 	if _, err := readHello(conn); err != nil {
 		return res, fmt.Errorf("agent: identity: %w", err)
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -191,4 +192,60 @@ func unixPair() (net.Conn, net.Conn, error) {
 		conns[i] = c
 	}
 	return conns[0], conns[1], nil
+}
+
+// TestDialIdentity: CONNECT, hello and the request leave in one write (a
+// hybrid socket that reads all three before it says OK gets them: no round
+// trip waits for the OK), connected is called once the OK came, and a
+// guest that refuses the connection gives ErrNotListening without it.
+func TestDialIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		refuse bool
+	}{{"accepted", false}, {"refused", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "v.sock")
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				line, err := readLine(c, 64)
+				if err != nil || line != "CONNECT 52" || tc.refuse {
+					return
+				}
+				var h Hello
+				var req IdentityRequest
+				if expect(c, FrameHello, &h) != nil || expect(c, FrameIdentity, &req) != nil {
+					return
+				}
+				_, _ = c.Write([]byte("OK 1073741824\n"))
+				_ = writeJSON(c, FrameHello, Hello{Version: Version, Agent: "fake"})
+				_ = writeJSON(c, FrameIdentityDone, IdentityResult{Applied: []string{"hostname:" + req.Hostname}})
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			connected := false
+			res, err := DialIdentity(ctx, 2*time.Second, sock, IdentityRequest{Hostname: "clone-2"}, func() { connected = true })
+			if tc.refuse {
+				if !errors.Is(err, ErrNotListening) || connected {
+					t.Fatalf("refused: err %v, connected %v; want ErrNotListening, not connected", err, connected)
+				}
+				return
+			}
+			if err != nil || !connected {
+				t.Fatalf("err %v, connected %v", err, connected)
+			}
+			if len(res.Applied) != 1 || res.Applied[0] != "hostname:clone-2" {
+				t.Fatalf("applied %v", res.Applied)
+			}
+		})
+	}
 }

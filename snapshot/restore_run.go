@@ -126,19 +126,20 @@ func (r *Restored) Ready(ctx context.Context, req agent.IdentityRequest) (*Ready
 		if r.Machine.StopReason() != vmm.StopNone {
 			return nil, fmt.Errorf("snapshot: the restored VM stopped (%v) before its agent answered", r.Machine.StopReason())
 		}
-		dctx, cancel := context.WithTimeout(ctx, dialTimeout(res.Attempts))
-		conn, err := agent.DialHybrid(dctx, r.opts.VsockPath, agent.ExecPort)
-		cancel()
+		// CONNECT, hello and the identity go out in one write (one round
+		// trip once the guest accepts).
+		connected := false
+		var err error
+		res.Identity, err = agent.DialIdentity(ctx, dialTimeout(res.Attempts), r.opts.VsockPath, req, func() {
+			connected = true
+			r.Timeline.mark(&r.Timeline.Connected)
+		})
 		res.Attempts++
-		if err == nil {
+		if connected && err != nil && ctx.Err() == nil && !errors.Is(err, agent.ErrRemote) && !errors.Is(err, agent.ErrMalformed) && !errors.Is(err, agent.ErrVersion) {
 			// Connected: the agent runs. Applying the identity is not
 			// retried (it is not idempotent); it may be slow while the
 			// guest faults its memory in.
-			r.Timeline.mark(&r.Timeline.Connected)
-			res.Identity, err = agent.SetIdentity(ctx, conn, req)
-			if err != nil && ctx.Err() == nil && !errors.Is(err, agent.ErrRemote) && !errors.Is(err, agent.ErrMalformed) && !errors.Is(err, agent.ErrVersion) {
-				return nil, fmt.Errorf("snapshot: guest agent: %w", err)
-			}
+			return nil, fmt.Errorf("snapshot: guest agent: %w", err)
 		}
 		if err == nil {
 			break
