@@ -1,7 +1,6 @@
 package pager
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/smolvm/smolvm/format"
+	"github.com/smolvm/smolvm/internal/pagemap"
 )
 
 // Which prefetched pages did the guest use? Guest accesses go through
@@ -34,11 +34,11 @@ import (
 // their flags (no /proc/kpageflags, or not root).
 var ErrNoPageFlags = errors.New("pager: page flags unavailable")
 
-// /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst).
+// /proc/self/pagemap entry bits (internal/pagemap).
 const (
-	pmPFNMask = 1<<55 - 1
-	pmSwapped = 1 << 62
-	pmPresent = 1 << 63
+	pmPFNMask = pagemap.PFNMask
+	pmSwapped = pagemap.Swapped
+	pmPresent = pagemap.Present
 )
 
 // /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h).
@@ -274,13 +274,9 @@ func (t *AccessTracker) walk(fn func(i int64, entry, flags uint64)) error {
 	entries := make([]uint64, 0, t.pages)
 	for _, w := range planWindows(t.runs) {
 		first := w.runs[0].addr / format.PageSize
-		b := make([]byte, w.pages*8)
-		if n, err := t.pagemap.ReadAt(b, int64(first*8)); n != len(b) {
-			return fmt.Errorf("pager: pagemap of %#x (%d pages): read %d of %d bytes: %v", w.runs[0].addr, w.pages, n, len(b), err)
-		}
-		e, err := decodePagemap(b)
+		e, err := pagemap.Read(t.pagemap, w.runs[0].addr, w.pages)
 		if err != nil {
-			return err
+			return fmt.Errorf("pager: %w", err)
 		}
 		for _, r := range w.runs {
 			i := r.addr/format.PageSize - first
@@ -345,19 +341,6 @@ func planWindows(runs []hostRun) []pmWindow {
 	return ws
 }
 
-// decodePagemap decodes little-endian 64-bit pagemap (or kpageflags)
-// entries.
-func decodePagemap(b []byte) ([]uint64, error) {
-	if len(b)%8 != 0 {
-		return nil, fmt.Errorf("pager: %d bytes of page entries: not a multiple of 8", len(b))
-	}
-	out := make([]uint64, len(b)/8)
-	for i := range out {
-		out[i] = binary.LittleEndian.Uint64(b[i*8:])
-	}
-	return out, nil
-}
-
 // Reads of /proc/kpageflags: frames less than kpfGap apart share one read
 // of at most kpfMaxSpan entries.
 const (
@@ -397,9 +380,9 @@ func readPageFlags(kpf io.ReaderAt, pfns []uint64) (map[uint64]uint64, error) {
 		if n, err := kpf.ReadAt(b, int64(s.first*8)); n != len(b) {
 			return nil, fmt.Errorf("pager: kpageflags of frames %#x..%#x: read %d of %d bytes: %v", s.first, s.first+s.n-1, n, len(b), err)
 		}
-		e, err := decodePagemap(b)
+		e, err := pagemap.Decode(b)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("pager: kpageflags: %w", err)
 		}
 		for i, f := range e {
 			flags[s.first+uint64(i)] = f

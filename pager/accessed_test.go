@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/smolvm/smolvm/format"
+	"github.com/smolvm/smolvm/internal/pagemap"
 )
 
 func TestClassify(t *testing.T) {
@@ -214,23 +215,6 @@ func TestAccessTrackerFake(t *testing.T) {
 	}
 }
 
-func TestDecodePagemap(t *testing.T) {
-	for _, tc := range []struct {
-		in   []byte
-		want []uint64
-		err  bool
-	}{
-		{nil, []uint64{}, false},
-		{[]byte{1, 0, 0, 0, 0, 0, 0, 0x80}, []uint64{pmPresent | 1}, false},
-		{[]byte{1, 2, 3}, nil, true},
-	} {
-		got, err := decodePagemap(tc.in)
-		if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
-			t.Fatalf("decodePagemap(%x) = %v, %v", tc.in, got, err)
-		}
-	}
-}
-
 // FuzzAccessTracker feeds arbitrary pagemap and kpageflags contents to the
 // tracker: it must classify every page exactly once or fail with an error,
 // never panic.
@@ -242,11 +226,11 @@ func FuzzAccessTracker(f *testing.F) {
 	f.Fuzz(func(t *testing.T, pmBytes, kpfBytes []byte) {
 		pm := &fakeProc{e: map[uint64]uint64{}, limit: uint64(len(pmBytes) / 8)}
 		kpf := &fakeProc{e: map[uint64]uint64{}, limit: uint64(len(kpfBytes) / 8)}
-		pmE, err := decodePagemap(pmBytes[:len(pmBytes)/8*8])
+		pmE, err := pagemap.Decode(pmBytes[:len(pmBytes)/8*8])
 		if err != nil {
 			t.Fatal(err)
 		}
-		kE, _ := decodePagemap(kpfBytes[:len(kpfBytes)/8*8])
+		kE, _ := pagemap.Decode(kpfBytes[:len(kpfBytes)/8*8])
 		for i, e := range pmE {
 			pm.e[uint64(i)] = e
 		}

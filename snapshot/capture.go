@@ -85,7 +85,7 @@ func captureMemory(path string, regions [][]byte, skipUntouched bool) (res memCa
 		return res, fmt.Errorf("snapshot: memory: %w", err)
 	}
 	defer w.close()
-	var pm *pagemap
+	var pm *pagemapFile
 	if skipUntouched {
 		if pm, err = openPagemap(); err != nil {
 			return res, err
@@ -117,7 +117,7 @@ func captureMemory(path string, regions [][]byte, skipUntouched bool) (res memCa
 
 // capturePopulated writes the populated pages of chunk (at image offset
 // at) and lists the others.
-func capturePopulated(w *sparseWriter, pm *pagemap, chunk []byte, at int64, pop []bool, res *memCapture) error {
+func capturePopulated(w *sparseWriter, pm *pagemapFile, chunk []byte, at int64, pop []bool, res *memCapture) error {
 	np := len(chunk) / format.PageSize
 	if err := pm.populated(chunk, pop[:np]); err != nil {
 		return err

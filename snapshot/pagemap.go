@@ -1,12 +1,12 @@
 package snapshot
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"unsafe"
 
 	"github.com/smolvm/smolvm/format"
+	"github.com/smolvm/smolvm/internal/pagemap"
 )
 
 // Which pages of guest RAM has this process ever populated? A restored
@@ -19,46 +19,32 @@ import (
 // present (bit 63) or swapped out (bit 62); neither means never populated
 // (nothing here drops guest pages with MADV_DONTNEED).
 
-const (
-	pagemapPresent = 1 << 63
-	pagemapSwapped = 1 << 62
-)
+// pagemapFile reads /proc/self/pagemap.
+type pagemapFile struct{ f *os.File }
 
-// pagemap reads /proc/self/pagemap.
-type pagemap struct {
-	f   *os.File
-	buf []byte
-}
-
-func openPagemap() (*pagemap, error) {
+func openPagemap() (*pagemapFile, error) {
 	f, err := os.Open("/proc/self/pagemap")
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	return &pagemap{f: f}, nil
+	return &pagemapFile{f: f}, nil
 }
 
-func (p *pagemap) close() error { return p.f.Close() }
+func (p *pagemapFile) close() error { return p.f.Close() }
 
 // populated sets out[i] for each page i of b (b page aligned, out one
 // entry per page) to whether it is present or swapped.
-func (p *pagemap) populated(b []byte, out []bool) error {
-	addr := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+func (p *pagemapFile) populated(b []byte, out []bool) error {
+	addr := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
 	if addr%format.PageSize != 0 || len(b)%format.PageSize != 0 || len(out) != len(b)/format.PageSize {
 		return fmt.Errorf("snapshot: pagemap of %#x+%#x: not page aligned", addr, len(b))
 	}
-	need := len(out) * 8
-	if cap(p.buf) < need {
-		p.buf = make([]byte, need)
+	entries, err := pagemap.Read(p.f, addr, int64(len(out)))
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
 	}
-	buf := p.buf[:need]
-	off := int64(addr/format.PageSize) * 8
-	if n, err := p.f.ReadAt(buf, off); n != need {
-		return fmt.Errorf("snapshot: pagemap at %#x: read %d of %d bytes: %v", addr, n, need, err)
-	}
-	for i := range out {
-		e := binary.LittleEndian.Uint64(buf[i*8:])
-		out[i] = e&(pagemapPresent|pagemapSwapped) != 0
+	for i, e := range entries {
+		out[i] = pagemap.Populated(e)
 	}
 	return nil
 }
