@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 )
@@ -52,7 +53,7 @@ type IdentityResult struct {
 const MaxIdentityEntropy = 4096
 
 // serveIdentity answers a FrameIdentity session (after the hellos) on c.
-func (s *Server) serveIdentity(c net.Conn, w *lockedWriter, f Frame) error {
+func (s *Server) serveIdentity(c net.Conn, w io.Writer, f Frame) error {
 	var req IdentityRequest
 	if err := f.decode(&req); err != nil {
 		s.refuse(w, err)
@@ -129,7 +130,9 @@ func DialIdentity(ctx context.Context, dialTimeout time.Duration, socketPath str
 // hello answers an Error instead of its Hello and never reads the request.
 func identityFrames(req IdentityRequest) ([]byte, error) {
 	var out bytes.Buffer
-	if err := writeJSON(&out, FrameHello, hostHello); err != nil {
+	hello := hostHello
+	hello.Then = FrameIdentity
+	if err := writeJSON(&out, FrameHello, hello); err != nil {
 		return nil, fmt.Errorf("agent: identity: %w", err)
 	}
 	if err := writeJSON(&out, FrameIdentity, req); err != nil {

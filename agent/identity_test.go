@@ -249,3 +249,72 @@ func TestDialIdentity(t *testing.T) {
 		})
 	}
 }
+
+// countingConn counts the writes made on a connection.
+type countingConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes int
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.writes++
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// TestServeIdentityOneWrite: a host hello that announces the identity
+// request (Then) gets hello and identity-done back in one write (one vsock
+// packet from the guest); a plain hello gets them in two, as before.
+func TestServeIdentityOneWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		then       FrameType
+		wantWrites int
+	}{{"announced", FrameIdentity, 1}, {"plain", 0, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, guest, err := unixPair()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cc := &countingConn{Conn: guest}
+			srv := &Server{Identity: func(req IdentityRequest) IdentityResult {
+				return IdentityResult{Applied: []string{"hostname:" + req.Hostname}}
+			}}
+			done := make(chan error, 1)
+			go func() { done <- srv.ServeConn(context.Background(), cc) }()
+			hello := hostHello
+			hello.Then = tc.then
+			var out bytes.Buffer
+			if err := writeJSON(&out, FrameHello, hello); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeJSON(&out, FrameIdentity, IdentityRequest{Hostname: "c3"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := host.Write(out.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			res, err := readIdentity(ctx, host)
+			if err != nil || len(res.Applied) != 1 || res.Applied[0] != "hostname:c3" {
+				t.Fatalf("identity: %+v, %v", res, err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("ServeConn: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("ServeConn did not return")
+			}
+			cc.mu.Lock()
+			defer cc.mu.Unlock()
+			if cc.writes != tc.wantWrites {
+				t.Fatalf("the agent answered in %d writes, want %d", cc.writes, tc.wantWrites)
+			}
+		})
+	}
+}

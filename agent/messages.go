@@ -8,6 +8,11 @@ import "fmt"
 type Hello struct {
 	Version int    `json:"version"`
 	Agent   string `json:"agent,omitempty"` // sender's name and build, informational
+	// Then (host): the host's next frame follows this hello without
+	// waiting for the answer, so the agent may read it first and answer
+	// both in one write (FrameIdentity: hello and identity-done). An agent
+	// that does not know it answers hello at once, as before.
+	Then FrameType `json:"then,omitempty"`
 }
 
 // Error codes in ErrorMsg.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -151,7 +152,27 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	if name == "" {
 		name = "smolvm-agent"
 	}
-	if err := writeJSON(w, FrameHello, Hello{Version: Version, Agent: name}); err != nil {
+	var reply bytes.Buffer
+	if err := writeJSON(&reply, FrameHello, Hello{Version: Version, Agent: name}); err != nil {
+		return fmt.Errorf("agent: handshake: %w", err)
+	}
+	if hello.Then == FrameIdentity {
+		// The identity request is already on its way: answer hello and
+		// identity together (one vsock packet back instead of two).
+		f, err := ReadFrame(c)
+		if err == nil && f.Type == FrameIdentity {
+			return s.serveIdentity(c, &prefixWriter{w: w, prefix: reply.Bytes()}, f) // identity.go
+		}
+		if _, werr := w.Write(reply.Bytes()); werr != nil {
+			return fmt.Errorf("agent: handshake: %w", werr)
+		}
+		if err == nil {
+			err = fmt.Errorf("%w: hello announced an identity frame, got %v", ErrMalformed, f.Type)
+		}
+		s.refuse(w, err)
+		return fmt.Errorf("agent: identity request: %w", err)
+	}
+	if _, err := w.Write(reply.Bytes()); err != nil {
 		return fmt.Errorf("agent: handshake: %w", err)
 	}
 	f, err := ReadFrame(c)
@@ -178,6 +199,23 @@ func (s *Server) refuse(w io.Writer, err error) {
 }
 
 // lockedWriter serialises frame writes from several goroutines.
+// prefixWriter sends prefix in front of the first write (in the same
+// write), then passes writes through.
+type prefixWriter struct {
+	w      io.Writer
+	prefix []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	if p.prefix == nil {
+		return p.w.Write(b)
+	}
+	buf := append(p.prefix, b...)
+	p.prefix = nil
+	n, err := p.w.Write(buf)
+	return max(n-(len(buf)-len(b)), 0), err
+}
+
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
