@@ -70,7 +70,10 @@ else
 			set -e
 			cat "$out" >>"$log"
 			cat "$out" >>"$log.$tag"
-			if [ "$lrc" -ne 125 ] || ! grep -qE 'Kernel panic|lab VM wedged' "$out" || [ "$attempt" -eq 3 ]; then
+			# 125: labrun's own failure; a panic, lockup or silence, or a lab
+			# VM that died before the command finished, is the lab's, not
+			# the tests' (a panic can end QEMU before the console shows it).
+			if [ "$lrc" -ne 125 ] || ! grep -qE 'Kernel panic|lab VM wedged|lab VM ended without an exit status' "$out" || [ "$attempt" -eq 3 ]; then
 				return 0
 			fi
 			local left=()
@@ -79,7 +82,7 @@ else
 				grep -qE "^=== test-kvm done: ${d#./} rc=" "$out" || left+=("$e")
 			done
 			todo=("${left[@]}")
-			echo "test-kvm: THE LAB VM WEDGED (kernel panic, CPU lockup or 5 minutes of silence: infrastructure, see the console above); running the unfinished packages again in a fresh lab: ${todo[*]}" | tee -a "$log" >&2
+			echo "test-kvm: THE LAB VM WEDGED (kernel panic, CPU lockup, 5 minutes of silence or the VM ended early: infrastructure, see the console above); running the unfinished packages again in a fresh lab: ${todo[*]}" | tee -a "$log" >&2
 		done
 	}
 	# The lab VM gets 4 CPUs on the 2-core host: the emulator fault that hangs

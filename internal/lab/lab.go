@@ -121,6 +121,11 @@ func Run(ctx context.Context, o Options) (exitCode int, err error) {
 		return -1, fmt.Errorf("lab: %w after %v (QEMU killed); %s", ErrTimeout, o.Timeout, consoleTail(consoleLog))
 	case ctx.Err() != nil:
 		return -1, fmt.Errorf("lab: %w (QEMU killed)", ctx.Err())
+	case !found && consoleFileWedged(consoleLog):
+		// The kernel panicked and QEMU (-no-reboot) exited before the
+		// console watch saw it: the same wedge.
+		return -1, fmt.Errorf("lab: %w after %v: its kernel panicked and QEMU exited; %s", ErrWedged,
+			time.Since(start).Round(time.Millisecond), consoleTail(consoleLog))
 	case !found:
 		what := "QEMU exited"
 		if runErr != nil {

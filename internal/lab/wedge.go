@@ -38,6 +38,13 @@ func consoleWedged(console []byte) bool {
 	return false
 }
 
+// consoleFileWedged is consoleWedged of the console file at path (false
+// when it cannot be read).
+func consoleFileWedged(path string) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && consoleWedged(b)
+}
+
 // activity records when the lab last showed a sign of life on the command's
 // output channel; the console file's size is the other sign.
 type activity struct{ last atomic.Int64 } // unix nanoseconds

@@ -79,3 +79,28 @@ func TestWatchConsole(t *testing.T) {
 		})
 	}
 }
+
+// A lab whose kernel panicked and whose QEMU exited before the console
+// watch saw it is still told apart from one that merely ended: by the
+// console file.
+func TestConsoleFileWedged(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, console string
+		want          bool
+	}{
+		{"panicked", "[   37.8] Kernel panic - not syncing: corrupted stack end detected inside scheduler\n[   37.8] CPU: 0 PID: 368 Comm: smolvm\n", true},
+		{"ended", "[    1.2] reboot: Power down\n", false},
+	} {
+		path := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(path, []byte(tc.console), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := consoleFileWedged(path); got != tc.want {
+			t.Errorf("%s: consoleFileWedged = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if consoleFileWedged(filepath.Join(dir, "missing")) {
+		t.Error("a missing console reads as wedged")
+	}
+}
