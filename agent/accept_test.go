@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/smolvm/smolvm/internal/syncbuf"
 )
 
 // flakyListener fails its first accepts with errs, then hands out conns.
@@ -84,7 +86,7 @@ func TestServeSurvivesAcceptErrors(t *testing.T) {
 			}
 			a, b := net.Pipe()
 			ln.conns <- a
-			var out syncBuffer
+			var out syncbuf.Buffer
 			st, err := Run(testCtx(t), b, Command{Args: []string{"echo", "ok"}, Stdout: &out})
 			if err != nil || st.Code != 0 || out.String() != "ok\n" {
 				t.Fatalf("exec after accept errors: %+v %q %v", st, out.String(), err)

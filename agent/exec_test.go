@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/smolvm/smolvm/internal/syncbuf"
 )
 
 func TestExec(t *testing.T) {
@@ -74,7 +76,7 @@ func TestExecLargeOutput(t *testing.T) {
 	dial := startServer(t)
 	in := bytes.Repeat([]byte("0123456789abcdef"), 8<<20/16)
 	in[12345] = 'X'
-	var out syncBuffer
+	var out syncbuf.Buffer
 	st, err := Run(testCtx(t), dial(), Command{Args: []string{"cat"}, Stdin: bytes.NewReader(in), Stdout: &out})
 	if err != nil || st.Code != 0 {
 		t.Fatalf("status %+v err %v", st, err)
@@ -88,7 +90,7 @@ func TestExecSignal(t *testing.T) {
 	dial := startServer(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			var out syncBuffer
+			var out syncbuf.Buffer
 			// The trap proves the signal reaches the shell, not only a child.
 			s, err := Start(testCtx(t), dial(), Command{Args: []string{"sh", "-c", "echo started; sleep 30"}, Stdout: &out})
 			if err != nil {
@@ -114,7 +116,7 @@ func TestExecSignal(t *testing.T) {
 func TestHostGoneKillsCommand(t *testing.T) {
 	dial := startServer(t)
 	pidFile := t.TempDir() + "/child.pid"
-	var out syncBuffer
+	var out syncbuf.Buffer
 	c := dial()
 	s, err := Start(testCtx(t), c, Command{Args: []string{"sh", "-c", "sleep 60 & echo $! > " + pidFile + "; echo go; wait"}, Stdout: &out})
 	if err != nil {
@@ -153,7 +155,7 @@ func TestSequentialAndConcurrentSessions(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// Each sleeps so that all six overlap.
-			var out syncBuffer
+			var out syncbuf.Buffer
 			st, err := Run(testCtx(t), dial(), Command{Args: []string{"sh", "-c", fmt.Sprintf("sleep 0.3; echo con-%d; exit %d", i, i)}, Stdout: &out})
 			if err != nil || st.Code != i || out.String() != fmt.Sprintf("con-%d\n", i) {
 				errs <- fmt.Errorf("session %d: out %q status %+v err %v", i, out.String(), st, err)
@@ -170,7 +172,7 @@ func TestSequentialAndConcurrentSessions(t *testing.T) {
 func TestContextCancelEndsSession(t *testing.T) {
 	dial := startServer(t)
 	ctx, cancel := context2(t)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		_, err := Run(ctx, dial(), Command{Args: []string{"sh", "-c", "echo up; sleep 60"}, Stdout: &out})

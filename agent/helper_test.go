@@ -1,13 +1,13 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/smolvm/smolvm/internal/syncbuf"
 )
 
 // startServer runs a Server on a unix socket in a temp dir and returns a
@@ -43,25 +43,6 @@ func startServer(t *testing.T) func() net.Conn {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the session's reader goroutine and
-// the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testCtx bounds every test session.
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -72,7 +53,7 @@ func testCtx(t *testing.T) context.Context {
 // run runs args on the test server and returns stdout, stderr and status.
 func run(t *testing.T, dial func() net.Conn, cmd Command) (string, string, ExitStatus, error) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	st, err := Run(testCtx(t), dial(), cmd)
 	return out.String(), errOut.String(), st, err

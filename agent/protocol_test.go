@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smolvm/smolvm/internal/syncbuf"
 )
 
 func TestReadFrame(t *testing.T) {
@@ -335,7 +337,7 @@ func TestDialHybrid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out syncbuf.Buffer
 	st, err := Run(testCtx(t), c, Command{Args: []string{"echo", "via hybrid"}, Stdout: &out})
 	if err != nil || st.Code != 0 || out.String() != "via hybrid\n" {
 		t.Fatalf("status %+v out %q err %v", st, out.String(), err)

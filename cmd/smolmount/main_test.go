@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/smolvm/smolvm/chunkstore"
 	"github.com/smolvm/smolvm/format"
 	"github.com/smolvm/smolvm/fusefs"
+	"github.com/smolvm/smolvm/internal/syncbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,25 +104,7 @@ type daemon struct {
 	dir    string
 	cmd    *exec.Cmd
 	exited chan struct{}
-	stderr *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe to read while the child writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	stderr *syncbuf.Buffer
 }
 
 // startDaemon runs smolmount BUNDLE DIR as a child and waits for its ready
@@ -131,7 +113,7 @@ func startDaemon(t *testing.T, bundle string, args ...string) *daemon {
 	t.Helper()
 	requireFUSE(t)
 	t.Setenv("SMOLVM_RUN_DIR", t.TempDir())
-	d := &daemon{dir: t.TempDir(), exited: make(chan struct{}), stderr: &syncBuffer{}}
+	d := &daemon{dir: t.TempDir(), exited: make(chan struct{}), stderr: &syncbuf.Buffer{}}
 	d.cmd = exec.Command(smolmountBin, append([]string{bundle, d.dir}, args...)...)
 	d.cmd.Stderr = d.stderr
 	out, err := d.cmd.StdoutPipe()

@@ -1,7 +1,6 @@
 package serial
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,29 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smolvm/smolvm/internal/syncbuf"
 	"github.com/smolvm/smolvm/vmm/devices"
 	dt "github.com/smolvm/smolvm/vmm/devices/devicetest"
 )
 
 const com1 = 0x3f8
-
-// syncBuffer is a goroutine-safe output sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
 
 func newUART(t *testing.T, cfg Config) (*Serial, *dt.FakeIRQ, *devices.Bus) {
 	t.Helper()
@@ -168,7 +150,7 @@ func TestDivisorLatch(t *testing.T) {
 }
 
 func TestOutput(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	s, irq, bus := newUART(t, Config{Out: &out})
 	p := uint16(com1)
 	dt.Out8(bus, p+regIER, ierTHRE)

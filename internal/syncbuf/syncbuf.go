@@ -1,0 +1,30 @@
+// Package syncbuf is a bytes.Buffer that one goroutine (a child process's
+// output copier, a device) may write while another reads it: the sink tests
+// hand to a process or device whose output they poll.
+package syncbuf
+
+import (
+	"bytes"
+	"sync"
+)
+
+// Buffer is a goroutine-safe bytes.Buffer holding everything written.
+// The zero value is ready to use.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
