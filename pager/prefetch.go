@@ -164,7 +164,7 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 			return nil
 		}
 		if j.zero {
-			if err := l.fillJob(j, logf); err != nil {
+			if err := l.fillZeroJob(j); err != nil {
 				return err
 			}
 			continue
@@ -209,10 +209,10 @@ func (l *faultLoop) runPrefetch(ctx context.Context, ws *WorkingSet, logf func(s
 	return nil
 }
 
-// fillJob fills a zero job's pages without waking anyone (no thread waits
-// on a page nobody faulted). Only errClientGone matters to the caller;
-// other failures are left to demand faults.
-func (l *faultLoop) fillJob(j *prefetchJob, _ func(string, ...any)) error {
+// fillZeroJob fills a zero job's pages without waking anyone (no thread
+// waits on a page nobody faulted). Only errClientGone matters to the
+// caller; other failures are left to demand faults.
+func (l *faultLoop) fillZeroJob(j *prefetchJob) error {
 	for _, p := range j.runs {
 		if err := l.fill(p.r, p.idx, p.n, nil, uffd.ZeroPageModeDontWake, true); errors.Is(err, errClientGone) {
 			return err
