@@ -27,9 +27,10 @@ const maxEAGAIN = 1000
 
 // faultLoop serves one registered VM's userfaultfd: Server.Workers
 // goroutines read and serve its faults, and the prefetcher (prefetch.go)
-// fills the working set beside them. They may fill at once: the kernel hands each fault message to one reader, a page
-// copied twice fails the second time with EEXIST, and a filled bit is set
-// only once the page is present. It never touches the memory it serves.
+// fills the working set beside them. They may fill at once: the kernel
+// hands each fault message to one reader, a page copied twice fails the
+// second time with EEXIST, and a filled bit is set only once the page is
+// present. It never touches the memory it serves.
 type faultLoop struct {
 	fd      int // the VM's userfaultfd (owned by the session)
 	stopFD  int // eventfd, never drained: stop (wakes every worker)
