@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -401,4 +402,28 @@ func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// roundTrip sends req from the host client hc to the guest socket gs and
+// answer back (read through br, hc's reader past the OK line), failing t
+// (with hint) when either side reads anything else.
+func roundTrip(ctx context.Context, t testing.TB, hc net.Conn, br io.Reader, gs *gsock, req, answer, hint string) {
+	t.Helper()
+	if _, err := hc.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(req)+16)
+	n, err := gs.Read(ctx, buf)
+	if err != nil || string(buf[:n]) != req {
+		t.Fatalf("guest read %q, %v; want %q%s", buf[:n], err, req, hint)
+	}
+	if err := gs.Write(ctx, []byte(answer)); err != nil {
+		t.Fatal(err)
+	}
+	hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(answer))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != answer {
+		t.Fatalf("host read %q, %v; want %q", got, err, answer)
+	}
+	hc.SetReadDeadline(time.Time{})
 }

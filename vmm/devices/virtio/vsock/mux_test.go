@@ -101,20 +101,7 @@ func TestHostConnect(t *testing.T) {
 	if gs.key.peer != hp {
 		t.Errorf("guest sees host port %d, OK said %d", gs.key.peer, hp)
 	}
-	if _, err := hc.Write([]byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 16)
-	n, err := gs.Read(ctx, buf)
-	if err != nil || string(buf[:n]) != "ping" {
-		t.Fatalf("guest read %q, %v; want ping", buf[:n], err)
-	}
-	if err := gs.Write(ctx, []byte("pong")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(br, buf[:4]); err != nil || string(buf[:4]) != "pong" {
-		t.Fatalf("host read %q, %v; want pong", buf[:4], err)
-	}
+	roundTrip(ctx, t, hc, br, gs, "ping", "pong", "")
 	if err := gs.Close(ctx); err != nil {
 		t.Fatalf("guest close: %v", err)
 	}

@@ -3,7 +3,6 @@ package vsock
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -104,22 +103,7 @@ func TestDeviceRestoreHoldsHostConnects(t *testing.T) {
 			}
 			// The exchange the identity handshake makes: a request, then
 			// the guest's answer.
-			if _, err := hc.Write([]byte("request")); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 7)
-			n, err := gs.Read(ctx, buf)
-			if err != nil || string(buf[:n]) != "request" {
-				t.Fatalf("guest read %q, %v (socket reset by the late TRANSPORT_RESET?)", buf[:n], err)
-			}
-			if err := gs.Write(ctx, []byte("answer")); err != nil {
-				t.Fatal(err)
-			}
-			hc.SetReadDeadline(time.Now().Add(5 * time.Second))
-			got := make([]byte, 6)
-			if _, err := io.ReadFull(br, got); err != nil || string(got) != "answer" {
-				t.Fatalf("host read %q, %v", got, err)
-			}
+			roundTrip(ctx, t, hc, br, gs, "request", "answer", " (socket reset by the late TRANSPORT_RESET?)")
 			if s := dev.Stats(); s.ResetAcks != 1 || s.ResetAckTimeouts != 0 {
 				t.Errorf("stats %+v: want the reset acknowledged once, no timeout", s)
 			}
