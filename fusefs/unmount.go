@@ -93,8 +93,9 @@ func forceUnmount(ctx context.Context, info MountInfo, dir string) error {
 }
 
 // Abort aborts the FUSE connection of a mount through fusectl, mounting
-// fusectl at /sys/fs/fuse/connections first if needed (root only).
-func Abort(info MountInfo) error {
+// fusectl at /sys/fs/fuse/connections first if needed (root only) and
+// unmounting it again if it did.
+func Abort(info MountInfo) (err error) {
 	if !info.IsFUSE() {
 		return fmt.Errorf("fusefs: %s: %w", info.MountPoint, ErrNotFUSE)
 	}
@@ -102,15 +103,26 @@ func Abort(info MountInfo) error {
 	// (major<<20 | minor); FUSE mounts get anonymous devices (major 0), so
 	// in practice it is the minor.
 	abort := filepath.Join(fuseCtlDir, strconv.FormatUint(uint64(info.Major)<<20|uint64(info.Minor), 10), "abort")
-	if _, err := os.Stat(filepath.Dir(abort)); err != nil {
-		if merr := unix.Mount("fusectl", fuseCtlDir, "fusectl", 0, ""); merr != nil && !errors.Is(merr, unix.EBUSY) {
-			return fmt.Errorf("fusefs: mount fusectl at %s: %w", fuseCtlDir, merr)
+	// Twice at most: another Abort that mounted fusectl may unmount it
+	// between our look and our write.
+	for attempt := 0; ; attempt++ {
+		if _, serr := os.Stat(filepath.Dir(abort)); serr != nil {
+			merr := unix.Mount("fusectl", fuseCtlDir, "fusectl", 0, "")
+			switch {
+			case merr == nil:
+				defer unix.Unmount(fuseCtlDir, 0) // ours: leave none behind
+			case !errors.Is(merr, unix.EBUSY):
+				return fmt.Errorf("fusefs: mount fusectl at %s: %w", fuseCtlDir, merr)
+			}
+		}
+		err = os.WriteFile(abort, []byte("1"), 0)
+		if err == nil {
+			return nil
+		}
+		if attempt == 1 || !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("fusefs: abort connection %s: %w", info.Dev(), err)
 		}
 	}
-	if err := os.WriteFile(abort, []byte("1"), 0); err != nil {
-		return fmt.Errorf("fusefs: abort connection %s: %w", info.Dev(), err)
-	}
-	return nil
 }
 
 func plainUnmount(dir string) error {

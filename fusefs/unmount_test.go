@@ -128,8 +128,12 @@ func TestUnmountHungDaemon(t *testing.T) {
 		t.Fatalf("read answered by a stopped daemon: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
+	ctlBefore := fusectlMounted(t)
 	took := unmountBounded(t, s.dir, 15*time.Second)
 	t.Logf("unmount of a stopped daemon took %v", took)
+	if !ctlBefore && fusectlMounted(t) {
+		t.Errorf("the abort left fusectl mounted at %s", fuseCtlDir)
+	}
 	select {
 	case err := <-readErr:
 		if err == nil {
@@ -138,6 +142,21 @@ func TestUnmountHungDaemon(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("read blocked on a stopped daemon still hangs after abort")
 	}
+}
+
+// fusectlMounted says whether /proc/mounts lists fusectl at fuseCtlDir.
+func fusectlMounted(t *testing.T) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[1] == fuseCtlDir && f[2] == "fusectl" {
+			return true
+		}
+	}
+	return false
 }
 
 func allThreadsStopped(pid int) bool {
