@@ -47,13 +47,20 @@ type IdentityResult struct {
 	// ApplyS is how long the guest took to apply it, seconds (of the
 	// identity step's round trip, the part spent in the guest).
 	ApplyS float64 `json:"apply_s,omitempty"`
+	// WaitS is how long the guest's agent took from accepting the
+	// connection to having the whole request, seconds.
+	WaitS float64 `json:"wait_s,omitempty"`
+	// StepS is how long each applied or failed step took in the guest,
+	// seconds, by step name.
+	StepS map[string]float64 `json:"step_s,omitempty"`
 }
 
 // MaxIdentityEntropy bounds IdentityRequest.Entropy.
 const MaxIdentityEntropy = 4096
 
 // serveIdentity answers a FrameIdentity session (after the hellos) on c.
-func (s *Server) serveIdentity(c net.Conn, w io.Writer, f Frame) error {
+// accepted is when the connection was accepted.
+func (s *Server) serveIdentity(c net.Conn, w io.Writer, f Frame, accepted time.Time) error {
 	var req IdentityRequest
 	if err := f.decode(&req); err != nil {
 		s.refuse(w, err)
@@ -72,6 +79,7 @@ func (s *Server) serveIdentity(c net.Conn, w io.Writer, f Frame) error {
 	start := time.Now()
 	res := s.Identity(req)
 	res.ApplyS = time.Since(start).Seconds()
+	res.WaitS = start.Sub(accepted).Seconds()
 	if res.Applied == nil {
 		res.Applied = []string{}
 	}

@@ -141,6 +141,29 @@ func TestSetIdentitySlowApply(t *testing.T) {
 	if len(res.Applied) != 1 || res.Applied[0] != "hostname" {
 		t.Errorf("result %+v", res)
 	}
+	if res.ApplyS < 0.6 {
+		t.Errorf("apply_s %v for a 600 ms apply", res.ApplyS)
+	}
+}
+
+// TestIdentityWaitTime: wait_s counts from the agent's accept to the whole
+// request, apply_s only the apply: a host that sends 300 ms after connecting
+// shows in the first, not the second.
+func TestIdentityWaitTime(t *testing.T) {
+	dial := identityServer(t, func(IdentityRequest) IdentityResult {
+		return IdentityResult{Applied: []string{"hostname"}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn := dial()
+	time.Sleep(300 * time.Millisecond)
+	res, err := SetIdentity(ctx, conn, IdentityRequest{Hostname: "late"})
+	if err != nil {
+		t.Fatalf("SetIdentity: %v", err)
+	}
+	if res.WaitS < 0.29 || res.ApplyS >= 0.29 {
+		t.Errorf("wait_s %v apply_s %v, want wait >= 0.3 s and a fast apply", res.WaitS, res.ApplyS)
+	}
 }
 
 // TestSetIdentityOneRoundTrip: the host sends hello and the request

@@ -134,6 +134,7 @@ func (s *Server) shutdown() {
 // status was sent (or could not be), or on a protocol error (which it also
 // reports to the peer as an Error frame).
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
+	accepted := time.Now()
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
@@ -161,7 +162,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		// identity together (one vsock packet back instead of two).
 		f, err := ReadFrame(c)
 		if err == nil && f.Type == FrameIdentity {
-			return s.serveIdentity(c, &prefixWriter{w: w, prefix: reply.Bytes()}, f) // identity.go
+			return s.serveIdentity(c, &prefixWriter{w: w, prefix: reply.Bytes()}, f, accepted) // identity.go
 		}
 		if _, werr := w.Write(reply.Bytes()); werr != nil {
 			return fmt.Errorf("agent: handshake: %w", werr)
@@ -177,7 +178,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	}
 	f, err := ReadFrame(c)
 	if err == nil && f.Type == FrameIdentity {
-		return s.serveIdentity(c, w, f) // identity.go
+		return s.serveIdentity(c, w, f, accepted) // identity.go
 	}
 	var req ExecRequest
 	if err == nil {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -31,8 +32,12 @@ var machineIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // entropy first, so that anything the guest derives afterwards differs
 // between clones.
 func applyIdentity(req agent.IdentityRequest) agent.IdentityResult {
-	var res agent.IdentityResult
+	res := agent.IdentityResult{StepS: map[string]float64{}}
+	last := time.Now()
 	step := func(name string, err error) {
+		now := time.Now()
+		res.StepS[name] = now.Sub(last).Seconds()
+		last = now
 		if err != nil {
 			res.Errors = append(res.Errors, name+": "+err.Error())
 			return

@@ -15,11 +15,12 @@ func TestApplyIdentityRefusals(t *testing.T) {
 	tests := []struct {
 		name    string
 		req     agent.IdentityRequest
+		step    string // the one step timed
 		wantErr string
 	}{
-		{"bad machine-id", agent.IdentityRequest{MachineID: "not-hex"}, "machine-id: "},
-		{"unknown interface", agent.IdentityRequest{OldMAC: "02:00:00:00:00:99", MAC: "02:00:00:00:00:98"}, "mac: no interface has address"},
-		{"bad mac", agent.IdentityRequest{OldMAC: "02:00:00:00:00:99", MAC: "zz"}, "mac: bad MAC"},
+		{"bad machine-id", agent.IdentityRequest{MachineID: "not-hex"}, "machine-id", "machine-id: "},
+		{"unknown interface", agent.IdentityRequest{OldMAC: "02:00:00:00:00:99", MAC: "02:00:00:00:00:98"}, "mac", "mac: no interface has address"},
+		{"bad mac", agent.IdentityRequest{OldMAC: "02:00:00:00:00:99", MAC: "zz"}, "mac", "mac: bad MAC"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -29,6 +30,9 @@ func TestApplyIdentityRefusals(t *testing.T) {
 			}
 			if res.Uptime <= 0 {
 				t.Fatalf("uptime %v", res.Uptime)
+			}
+			if d, ok := res.StepS[tc.step]; len(res.StepS) != 1 || !ok || d < 0 {
+				t.Fatalf("step times %v, want one for %q", res.StepS, tc.step)
 			}
 		})
 	}
@@ -43,5 +47,8 @@ func TestApplyIdentityEntropy(t *testing.T) {
 	res := applyIdentity(agent.IdentityRequest{Entropy: []byte("0123456789abcdef0123456789abcdef")})
 	if strings.Join(res.Applied, ",") != "entropy,reseed" || len(res.Errors) != 0 {
 		t.Fatalf("result %+v", res)
+	}
+	if _, ok := res.StepS["reseed"]; len(res.StepS) != 2 || !ok {
+		t.Fatalf("step times %v, want entropy and reseed", res.StepS)
 	}
 }
