@@ -73,7 +73,10 @@ else
 			# 125: labrun's own failure; a panic, lockup or silence, or a lab
 			# VM that died before the command finished, is the lab's, not
 			# the tests' (a panic can end QEMU before the console shows it).
-			if [ "$lrc" -ne 125 ] || ! grep -qE 'Kernel panic|lab VM wedged|lab VM ended without an exit status' "$out" || [ "$attempt" -eq 3 ]; then
+			# A lab run that outlasts its 18 minutes is the same: each
+			# package has its own 16-minute test timeout, so the unfinished
+			# packages' own verdicts come from the next boot.
+			if [ "$lrc" -ne 125 ] || ! grep -qE 'Kernel panic|lab VM wedged|lab VM ended without an exit status|lab timed out' "$out" || [ "$attempt" -eq 3 ]; then
 				return 0
 			fi
 			local left=()
@@ -82,7 +85,7 @@ else
 				grep -qE "^=== test-kvm done: ${d#./} rc=" "$out" || left+=("$e")
 			done
 			todo=("${left[@]}")
-			echo "test-kvm: THE LAB VM WEDGED (kernel panic, CPU lockup, 5 minutes of silence or the VM ended early: infrastructure, see the console above); running the unfinished packages again in a fresh lab: ${todo[*]}" | tee -a "$log" >&2
+			echo "test-kvm: THE LAB VM WEDGED (kernel panic, CPU lockup, 5 minutes of silence, the VM ended early or its 18 minutes ran out: infrastructure, see the console above); running the unfinished packages again in a fresh lab: ${todo[*]}" | tee -a "$log" >&2
 		done
 	}
 	# The lab VM gets 4 CPUs on the 2-core host: the emulator fault that hangs
