@@ -40,7 +40,7 @@ func RecordWorkingSet(ctx context.Context, bundlePath string, opts RecordOptions
 	console := &consoleTail{max: consoleTailBytes}
 	r, err := Restore(ctx, RestoreOptions{
 		Bundle: bundlePath, StoreDir: opts.StoreDir, Paging: PagingUFFD, NoPrefetch: true, Record: true,
-		StateDir: tmp, VsockPath: filepath.Join(tmp, "vsock.sock"), Console: console, Daemon: opts.Daemon,
+		StateDir: tmp, VsockPath: filepath.Join(tmp, "vsock.sock"), Console: console, Log: console, Daemon: opts.Daemon,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: record working set: %w", err)

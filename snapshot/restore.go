@@ -83,9 +83,11 @@ type RestoreOptions struct {
 	// VsockPath is the vsock device's unix socket; required when the saved
 	// machine had one (it is the agent's transport).
 	VsockPath string
-	// Console and ConsoleIn are the serial console (vmm.Config).
+	// Console and ConsoleIn are the serial console, Log the devices'
+	// diagnostics (vmm.Config).
 	Console   io.Writer
 	ConsoleIn io.Reader
+	Log       io.Writer
 	// Net, when set, replaces the saved machine's network (tap needs it:
 	// the bundle records the mode, not the host's interface). A clone
 	// always gets a new MAC unless Net sets one.
@@ -317,7 +319,7 @@ func (r *Restored) machineConfig(mnt string) (vmm.Config, error) {
 	sc := r.Saved.Config
 	cfg := vmm.Config{
 		CPUs: sc.CPUs, MemBytes: sc.MemBytes, Cmdline: sc.Cmdline,
-		Console: r.opts.Console, ConsoleIn: r.opts.ConsoleIn,
+		Console: r.opts.Console, ConsoleIn: r.opts.ConsoleIn, Log: r.opts.Log,
 	}
 	if sc.Vsock {
 		if r.opts.VsockPath == "" {

@@ -38,6 +38,10 @@ type Config struct {
 	// Memory says what backs guest RAM (restore.go); the zero value is
 	// anonymous memory.
 	Memory MemoryBacking
+	// Log receives the devices' diagnostics, one line each (nil discards
+	// them): a vsock connection refused or not answered, a restored guest
+	// that did not act on its transport reset.
+	Log io.Writer
 }
 
 // MemAlign is the granularity of guest RAM sizes.

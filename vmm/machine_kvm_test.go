@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -240,5 +241,35 @@ func TestKVMCloseWhileRunning(t *testing.T) {
 	}
 	if r := m.StopReason(); r != StopCanceled {
 		t.Fatalf("stop reason %v, want canceled", r)
+	}
+}
+
+// TestKVMDeviceLogReachesConfigLog: the vsock device's diagnostics reach
+// Config.Log (a host client with a bad CONNECT line is refused and logged;
+// no guest needs to run for that).
+func TestKVMDeviceLogReachesConfigLog(t *testing.T) {
+	kvmtest.Require(t)
+	sock := filepath.Join(t.TempDir(), "v.sock")
+	log := newSyncBuffer("vsock: host client on " + sock)
+	m, err := New(Config{Kernel: cloudKernel(t), Cmdline: "console=ttyS0", CPUs: 1, MemBytes: 256 << 20, VsockPath: sock, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write([]byte("HELLO 52\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-log.seen:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no refusal logged within 10 s; log: %q", log.String())
+	}
+	if !strings.Contains(log.String(), "smolvm: vsock: ") {
+		t.Fatalf("log line lacks its prefix: %q", log.String())
 	}
 }

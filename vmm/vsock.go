@@ -15,7 +15,11 @@ func (m *Machine) createVsock() error {
 	if m.cfg.VsockPath == "" {
 		return nil
 	}
-	dev, err := vsock.New(vsock.MuxConfig{Path: m.cfg.VsockPath})
+	mc := vsock.MuxConfig{Path: m.cfg.VsockPath}
+	if w := m.cfg.Log; w != nil {
+		mc.Logf = func(format string, args ...any) { fmt.Fprintf(w, "smolvm: "+format+"\n", args...) }
+	}
+	dev, err := vsock.New(mc)
 	if err != nil {
 		return fmt.Errorf("%w: vsock: %w", ErrConfig, err)
 	}

@@ -108,7 +108,7 @@ func runBoot(cmd *cobra.Command, f bootFlags) error {
 	m, err := vmm.New(vmm.Config{
 		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline,
 		CPUs: f.cpus, MemBytes: mem,
-		Console: os.Stdout, ConsoleIn: stdin,
+		Console: os.Stdout, ConsoleIn: stdin, Log: os.Stderr,
 		VsockPath: ctl.vsockPath(),
 		Disks:     disks,
 		Net:       netCfg,

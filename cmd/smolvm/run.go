@@ -155,7 +155,7 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 
 	opts := snapshot.RestoreOptions{
 		Bundle: bundle, StoreDir: f.store, Insecure: f.insecure, Paging: paging, NoPrefetch: f.noPrefetch, WaitPrefetch: f.waitPrefetch,
-		StateDir: ctl.dir.Path, VsockPath: ctl.vsockPath(), Net: netCfg,
+		StateDir: ctl.dir.Path, VsockPath: ctl.vsockPath(), Net: netCfg, Log: os.Stderr,
 	}
 	restoreConsole := func() {}
 	if command == nil {
