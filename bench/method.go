@@ -15,6 +15,9 @@ const (
 	MethodUffd         = "uffd"          // smolvm run --paging uffd --no-prefetch
 	MethodMmap         = "mmap"          // smolvm run --paging mmap --no-prefetch
 	MethodUffdPrefetch = "uffd-prefetch" // smolvm run --paging uffd (prefetch of the recorded working set)
+	// smolvm run --paging uffd --wait-prefetch=false: the vCPUs start at
+	// once, racing the prefetch
+	MethodUffdPrefetchAsync = "uffd-prefetch-async"
 	MethodQEMUBoot     = "qemu-boot"     // QEMU/KVM boot to the serial ready marker
 	MethodQEMURestore  = "qemu-restore"  // QEMU -incoming "exec:cat FILE" to a serial echo
 )
@@ -77,10 +80,11 @@ type Method struct {
 func Methods() []Method {
 	return []Method{
 		smolvmBoot(),
-		smolvmRestore(MethodEager, "eager", false, "restore, all guest RAM read before the vCPUs start"),
-		smolvmRestore(MethodUffd, "uffd", false, "lazy restore, guest RAM faulted in by userfaultfd, no prefetch"),
-		smolvmRestore(MethodMmap, "mmap", false, "lazy restore, guest RAM mapped MAP_PRIVATE from the bundle's FUSE mount"),
-		smolvmRestore(MethodUffdPrefetch, "uffd", true, "lazy restore by userfaultfd with the recorded working set prefetched"),
+		smolvmRestore(MethodEager, "restore, all guest RAM read before the vCPUs start", "--paging", "eager", "--no-prefetch"),
+		smolvmRestore(MethodUffd, "lazy restore, guest RAM faulted in by userfaultfd, no prefetch", "--paging", "uffd", "--no-prefetch"),
+		smolvmRestore(MethodMmap, "lazy restore, guest RAM mapped MAP_PRIVATE from the bundle's FUSE mount", "--paging", "mmap", "--no-prefetch"),
+		smolvmRestore(MethodUffdPrefetch, "lazy restore by userfaultfd with the recorded working set prefetched before the vCPUs start (the default)", "--paging", "uffd"),
+		smolvmRestore(MethodUffdPrefetchAsync, "lazy restore by userfaultfd, the vCPUs started at once while the working set is prefetched", "--paging", "uffd", "--wait-prefetch=false"),
 		qemuBoot(),
 		qemuRestore(),
 	}

@@ -41,7 +41,7 @@ func TestSelectMethods(t *testing.T) {
 }
 
 func TestMethodsComplete(t *testing.T) {
-	want := []string{MethodBoot, MethodEager, MethodUffd, MethodMmap, MethodUffdPrefetch, MethodQEMUBoot, MethodQEMURestore}
+	want := []string{MethodBoot, MethodEager, MethodUffd, MethodMmap, MethodUffdPrefetch, MethodUffdPrefetchAsync, MethodQEMUBoot, MethodQEMURestore}
 	ms := Methods()
 	if len(ms) != len(want) {
 		t.Fatalf("%d methods, want %d", len(ms), len(want))

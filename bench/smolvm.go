@@ -75,9 +75,9 @@ func firstLine(b []byte) string {
 	return string(b)
 }
 
-// smolvmRestore is `smolvm run BUNDLE --paging MODE`: all four restore
-// methods share one snapshot of the guest booted to ready.
-func smolvmRestore(name, paging string, prefetch bool, desc string) Method {
+// smolvmRestore is `smolvm run BUNDLE FLAGS...`: all the restore methods
+// share one snapshot of the guest booted to ready.
+func smolvmRestore(name, desc string, flags ...string) Method {
 	return Method{
 		Name: name,
 		Desc: desc,
@@ -92,10 +92,7 @@ func smolvmRestore(name, paging string, prefetch bool, desc string) Method {
 		start: func(ctx context.Context, g *Guest, p *prepared, _ string) (*Instance, error) {
 			vm := vmName(name)
 			stats := filepath.Join(g.Work, vm+".stats.json")
-			args := []string{"run", p.Path, "--name", vm, "--paging", paging, "--stats", stats}
-			if !prefetch {
-				args = append(args, "--no-prefetch")
-			}
+			args := append([]string{"run", p.Path, "--name", vm, "--stats", stats}, flags...)
 			in, err := startSmolvm(ctx, g, vm, args)
 			if err != nil {
 				return nil, err
