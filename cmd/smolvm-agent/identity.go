@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -168,15 +167,14 @@ func setMAC(oldMAC, mac string) (string, error) {
 	return "", fmt.Errorf("no interface has address %s", oldMAC)
 }
 
+// uptime is the seconds since boot, as the first field of /proc/uptime.
 func uptime() float64 {
-	b, err := os.ReadFile("/proc/uptime")
-	if err != nil {
+	// CLOCK_BOOTTIME is what /proc/uptime prints, without the procfs
+	// open, read and close (slow in a guest just restored under nested
+	// emulation, where every first code path is).
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
 		return 0
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[0], 64)
-	return u
+	return float64(ts.Nano()) / 1e9
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,5 +51,24 @@ func TestApplyIdentityEntropy(t *testing.T) {
 	}
 	if _, ok := res.StepS["reseed"]; len(res.StepS) != 2 || !ok {
 		t.Fatalf("step times %v, want entropy and reseed", res.StepS)
+	}
+}
+
+// TestUptimeMatchesProc: uptime reads the clock /proc/uptime prints.
+func TestUptimeMatchesProc(t *testing.T) {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Skipf("no /proc/uptime: %v", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		t.Fatalf("/proc/uptime: %q", b)
+	}
+	proc, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := uptime(); got < proc || got > proc+5 {
+		t.Fatalf("uptime() = %v s, /proc/uptime just before said %v s", got, proc)
 	}
 }
