@@ -2,6 +2,8 @@ package vmm
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -12,16 +14,44 @@ import (
 	"github.com/smolvm/smolvm/vmm/kvm"
 )
 
-// waitConsole polls a console until it contains s.
-func waitConsole(t *testing.T, c *syncBuffer, s string, timeout time.Duration) {
+// waitConsole polls the guest's console until it contains s; past the
+// timeout it fails with the console's tail and each vCPU's state.
+func (g *runningGuest) waitConsole(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !strings.Contains(c.String(), s) {
+	for !strings.Contains(g.console.String(), s) {
 		if time.Now().After(deadline) {
-			t.Fatalf("console lacks %q after %v:\n%s", s, timeout, tail(c.String()))
+			t.Fatalf("console lacks %q after %v:\n%s\n%s", s, timeout, tail(g.console.String()), g.vcpuDump())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// vcpuDump pauses the guest (bounded) and describes each vCPU: where it
+// is and what its timer holds, so that a guest found hung says whether it
+// halts waiting for an interrupt that never comes or spins somewhere.
+func (g *runningGuest) vcpuDump() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.m.Pause(ctx); err != nil {
+		return fmt.Sprintf("vCPU state: pause failed: %v", err)
+	}
+	defer g.m.Resume()
+	st, err := g.m.SaveState()
+	if err != nil {
+		return fmt.Sprintf("vCPU state: %v", err)
+	}
+	var b strings.Builder
+	for _, v := range st.VCPUs {
+		msr := map[uint32]uint64{}
+		for _, e := range v.MSRs {
+			msr[e.Index] = e.Data
+		}
+		reg := func(off int) uint32 { return binary.LittleEndian.Uint32(v.LAPIC.Regs[off:]) }
+		fmt.Fprintf(&b, "vCPU %d: mp_state %d RIP %#x RFLAGS %#x (IF %v); LAPIC LVTT %#x TMICT %#x TMCCT %#x; TSC %#x TSC_DEADLINE %#x\n",
+			v.ID, v.MPState, v.Regs.RIP, v.Regs.RFLAGS, v.Regs.RFLAGS&(1<<9) != 0, reg(0x320), reg(0x380), reg(0x390), msr[0x10], msr[0x6e0])
+	}
+	return b.String()
 }
 
 // runningGuest is a machine booted from the default guest with its console
@@ -94,10 +124,10 @@ func TestKVMPauseSaveRestoreContinues(t *testing.T) {
 	cfg := guestConfig(t)
 	src := newGuest(t, cfg)
 	src.start(t)
-	waitConsole(t, src.console, guest.ReadyMarker, 2*time.Minute)
+	src.waitConsole(t, guest.ReadyMarker, 2*time.Minute)
 	time.Sleep(500 * time.Millisecond)
 	src.typeLine(t, "echo before-$((20+22))")
-	waitConsole(t, src.console, "before-42", time.Minute)
+	src.waitConsole(t, "before-42", time.Minute)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -121,6 +151,24 @@ func TestKVMPauseSaveRestoreContinues(t *testing.T) {
 	if len(st.VCPUs) != 2 || st.VCPUs[1].MPState == kvm.MPStateUninitialized {
 		t.Fatalf("saved %d vCPUs, vCPU 1 mp_state %d (want 2, started)", len(st.VCPUs), st.VCPUs[1].MPState)
 	}
+	// The guest's timers live in MSRs: an armed TSC deadline lost, or set
+	// before the TSC it counts in, is a guest that never wakes from its
+	// next sleep (the restored guest sleeps below).
+	const msrTSC, msrTSCDeadline, msrKVMSystemTime = 0x10, 0x6e0, 0x4b564d01
+	for _, v := range st.VCPUs {
+		pos := map[uint32]int{}
+		for i, e := range v.MSRs {
+			pos[e.Index] = i
+		}
+		for _, idx := range []uint32{msrTSC, msrTSCDeadline, msrKVMSystemTime} {
+			if _, ok := pos[idx]; !ok {
+				t.Fatalf("vCPU %d: saved state lacks MSR %#x (%d MSRs saved)", v.ID, idx, len(v.MSRs))
+			}
+		}
+		if pos[msrTSC] > pos[msrTSCDeadline] {
+			t.Fatalf("vCPU %d: TSC deadline (MSR %#x) would be restored before the TSC", v.ID, msrTSCDeadline)
+		}
+	}
 
 	dst := newGuest(t, cfg)
 	start = time.Now()
@@ -132,8 +180,16 @@ func TestKVMPauseSaveRestoreContinues(t *testing.T) {
 	}
 	dst.start(t)
 	restored := time.Since(start)
-	dst.typeLine(t, "echo after-$((2+3)) cpus=$(grep -c ^processor /proc/cpuinfo)")
-	waitConsole(t, dst.console, "after-5 cpus=2", time.Minute)
+	dst.typeLine(t, "sleep 1; echo after-$((2+3)) cpus=$(grep -c ^processor /proc/cpuinfo)")
+	dst.waitConsole(t, "after-5 cpus=2", time.Minute)
+	// The hang report works on a running guest (and leaves it running).
+	if d := dst.vcpuDump(); !strings.Contains(d, "vCPU 1: mp_state") || !strings.Contains(d, "TSC_DEADLINE") {
+		t.Fatalf("vCPU dump:\n%s", d)
+	} else {
+		t.Logf("vCPU dump of the restored guest:\n%s", d)
+	}
+	dst.typeLine(t, "echo still-$((1+1))")
+	dst.waitConsole(t, "still-2", time.Minute)
 	dst.typeLine(t, "poweroff -f")
 	if err := dst.wait(t); err != nil {
 		t.Fatalf("restored Run: %v\n%s", err, tail(dst.console.String()))

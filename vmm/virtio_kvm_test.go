@@ -249,12 +249,12 @@ func TestKVMVirtioDiskAcrossRestore(t *testing.T) {
 	src := newGuest(t, cfg)
 	src.start(t)
 	stopOnCleanup(t, src)
-	waitConsole(t, src.console, guest.ReadyMarker, 2*time.Minute)
+	src.waitConsole(t, guest.ReadyMarker, 2*time.Minute)
 	time.Sleep(500 * time.Millisecond)
 	src.typeLine(t, "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo written-before-snapshot > /mnt/a.txt && echo VT:mounted-$((1+1))")
-	waitConsole(t, src.console, "VT:mounted-2", time.Minute)
+	src.waitConsole(t, "VT:mounted-2", time.Minute)
 	src.typeLine(t, "(while :; do dd if=/dev/vda of=/dev/null bs=64k count=256 2>/dev/null; echo 1 > /proc/sys/vm/drop_caches; done) & echo VT:loop-$((2+2))")
-	waitConsole(t, src.console, "VT:loop-4", time.Minute)
+	src.waitConsole(t, "VT:loop-4", time.Minute)
 	time.Sleep(time.Second) // let the loop get requests in flight
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -289,7 +289,7 @@ func TestKVMVirtioDiskAcrossRestore(t *testing.T) {
 	dst.start(t)
 	stopOnCleanup(t, dst)
 	dst.typeLine(t, "sleep 2; kill %1; wait; sync; cat /mnt/a.txt; umount /mnt && echo VT:umounted-$((3+3)) errors=$(dmesg | grep -ci 'i/o error') VT:end-$((4+4))")
-	waitConsole(t, dst.console, "VT:end-8", 2*time.Minute)
+	dst.waitConsole(t, "VT:end-8", 2*time.Minute)
 	out := dst.console.String()
 	saveConsole(t, out)
 	if !strings.Contains(out, "written-before-snapshot") || !strings.Contains(out, "errors=0") {
