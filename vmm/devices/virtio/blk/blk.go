@@ -54,10 +54,10 @@ type Device struct {
 	qsize    uint16
 	capacity uint64 // sectors
 
-	mu  sync.Mutex
-	w   *virtio.Worker
+	w   virtio.WorkerSlot
 	buf []byte // the worker's I/O buffer
 
+	mu    sync.Mutex
 	stats Stats
 }
 
@@ -121,53 +121,21 @@ func (d *Device) Activate(a *virtio.Activation) error {
 	if q == nil {
 		return fmt.Errorf("%w: blk request queue not enabled", virtio.ErrBadQueue)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.w = virtio.StartWorker(func() (bool, error) { return d.pass(a.Mem, q) }, a.Fail)
-	d.w.Kick() // chains made available before a restore
+	d.w.Start(func() (bool, error) { return d.pass(a.Mem, q) }, a.Fail)
 	return nil
 }
 
 // QueueNotify kicks the worker.
-func (d *Device) QueueNotify(int) {
-	d.mu.Lock()
-	w := d.w
-	d.mu.Unlock()
-	if w != nil {
-		w.Kick()
-	}
-}
+func (d *Device) QueueNotify(int) { d.w.Kick() }
 
 // Reset stops the worker.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	w := d.w
-	d.w = nil
-	d.mu.Unlock()
-	if w != nil {
-		w.Stop()
-	}
-}
+func (d *Device) Reset() { _ = d.w.Stop() }
 
 // Pause waits for the request in progress and holds off the rest.
-func (d *Device) Pause() {
-	d.mu.Lock()
-	w := d.w
-	d.mu.Unlock()
-	if w != nil {
-		w.Pause()
-	}
-}
+func (d *Device) Pause() { d.w.Pause() }
 
 // Resume undoes Pause.
-func (d *Device) Resume() {
-	d.mu.Lock()
-	w := d.w
-	d.mu.Unlock()
-	if w != nil {
-		w.Resume()
-	}
-}
+func (d *Device) Resume() { d.w.Resume() }
 
 // Stats returns the request counters (read them while paused or after
 // Reset for exact figures).

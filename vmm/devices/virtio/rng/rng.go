@@ -22,10 +22,11 @@ const (
 type Device struct {
 	src io.Reader
 
-	mu  sync.Mutex
-	w   *virtio.Worker
+	w   virtio.WorkerSlot
 	buf []byte
-	n   uint64 // bytes given
+
+	mu sync.Mutex
+	n  uint64 // bytes given
 }
 
 // New returns a device reading from src (crypto/rand.Reader if nil).
@@ -57,10 +58,7 @@ func (d *Device) Activate(a *virtio.Activation) error {
 	if q == nil {
 		return fmt.Errorf("%w: rng request queue not enabled", virtio.ErrBadQueue)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.w = virtio.StartWorker(func() (bool, error) { return d.pass(a.Mem, q) }, a.Fail)
-	d.w.Kick()
+	d.w.Start(func() (bool, error) { return d.pass(a.Mem, q) }, a.Fail)
 	return nil
 }
 
@@ -91,42 +89,16 @@ func (d *Device) pass(mem virtio.Memory, q *virtio.Queue) (bool, error) {
 }
 
 // QueueNotify kicks the worker.
-func (d *Device) QueueNotify(int) {
-	if w := d.worker(); w != nil {
-		w.Kick()
-	}
-}
-
-func (d *Device) worker() *virtio.Worker {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.w
-}
+func (d *Device) QueueNotify(int) { d.w.Kick() }
 
 // Reset stops the worker.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	w := d.w
-	d.w = nil
-	d.mu.Unlock()
-	if w != nil {
-		w.Stop()
-	}
-}
+func (d *Device) Reset() { _ = d.w.Stop() }
 
 // Pause holds off requests.
-func (d *Device) Pause() {
-	if w := d.worker(); w != nil {
-		w.Pause()
-	}
-}
+func (d *Device) Pause() { d.w.Pause() }
 
 // Resume undoes Pause.
-func (d *Device) Resume() {
-	if w := d.worker(); w != nil {
-		w.Resume()
-	}
-}
+func (d *Device) Resume() { d.w.Resume() }
 
 // Given is the number of random bytes handed to the guest.
 func (d *Device) Given() uint64 {
