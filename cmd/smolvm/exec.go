@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"syscall"
 	"time"
 
@@ -67,43 +65,19 @@ func runExec(ctx context.Context, f execFlags, name string, args []string) error
 	if err := waitReady(ctx, dir, f.wait); err != nil {
 		return failed(err)
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := agent.DialHybrid(dctx, dir.VsockSocket(), agent.ExecPort)
-	cancel()
-	if err != nil {
-		return failed(err)
-	}
 	cmd := agent.Command{Args: args, Env: f.env, Dir: f.workdir, Stdout: os.Stdout, Stderr: os.Stderr}
 	if !f.noStdin {
 		cmd.Stdin = os.Stdin
 	}
-	s, err := agent.Start(ctx, conn, cmd)
+	code, err := runThroughAgent(ctx, dir.VsockSocket(), cmd, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	if err != nil {
-		var re *agent.RemoteError
-		if errors.As(err, &re) && re.Code == agent.CodeStart {
-			return &exitError{code: exitStartFailed, err: fmt.Errorf("exec %s: %w", name, err)}
+		if code == exitStartFailed {
+			return &exitError{code: code, err: fmt.Errorf("exec %s: %w", name, err)}
 		}
 		return failed(err)
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-	go func() {
-		for {
-			select {
-			case sig := <-sigs:
-				_ = s.Signal(sig.(syscall.Signal))
-			case <-s.Done():
-				return
-			}
-		}
-	}()
-	st, err := s.Wait()
-	if err != nil {
-		return failed(err)
-	}
-	if st.Code != 0 {
-		return &exitError{code: st.Code}
+	if code != 0 {
+		return &exitError{code: code}
 	}
 	return nil
 }

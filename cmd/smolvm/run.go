@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -292,45 +291,14 @@ func runRun(cmd *cobra.Command, f runFlags, bundle string, command []string) err
 }
 
 // runInClone runs command through the clone's agent with stdio passed
-// through and SIGINT/SIGTERM/SIGHUP/SIGQUIT forwarded; it returns the
-// command's exit status.
+// through and SIGHUP/SIGQUIT relayed (SIGINT and SIGTERM stop the clone,
+// which ends the command); it returns the command's exit status.
 func runInClone(ctx context.Context, vsock string, command []string, noStdin bool) (int, error) {
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := agent.DialHybrid(dctx, vsock, agent.ExecPort)
-	cancel()
-	if err != nil {
-		return 0, err
-	}
 	c := agent.Command{Args: command, Stdout: os.Stdout, Stderr: os.Stderr}
 	if !noStdin {
 		c.Stdin = os.Stdin
 	}
-	s, err := agent.Start(ctx, conn, c)
-	if err != nil {
-		var re *agent.RemoteError
-		if errors.As(err, &re) && re.Code == agent.CodeStart {
-			return exitStartFailed, err
-		}
-		return 0, err
-	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-	go func() {
-		for {
-			select {
-			case sig := <-sigs:
-				_ = s.Signal(sig.(syscall.Signal))
-			case <-s.Done():
-				return
-			}
-		}
-	}()
-	st, err := s.Wait()
-	if err != nil {
-		return 0, err
-	}
-	return st.Code, nil
+	return runThroughAgent(ctx, vsock, c, syscall.SIGHUP, syscall.SIGQUIT)
 }
 
 // reportReady prints the restore's figures on stderr and, with --stats,
