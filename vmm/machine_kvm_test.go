@@ -179,6 +179,16 @@ func TestKVMTripleFaultIsAnError(t *testing.T) {
 	if m.StopReason() != StopError {
 		t.Fatalf("stop reason %v, want error", m.StopReason())
 	}
+	// The faulting RIP survives a shutdown on Intel; on AMD the vCPU reads
+	// as reset, and the error must say so rather than blame 0xfff0.
+	switch {
+	case ee.RIP == faultAt && ee.Detail != "":
+		t.Fatalf("RIP kept (%#x), yet the error says %q", ee.RIP, ee.Detail)
+	case ee.RIP == resetRIP && !strings.Contains(ee.Detail, "reads as reset"):
+		t.Fatalf("RIP %#x (the reset vector) without saying so: %v", ee.RIP, err)
+	case ee.RIP != faultAt && ee.RIP != resetRIP:
+		t.Fatalf("RIP %#x: neither the faulting instruction (%#x) nor the reset vector", ee.RIP, faultAt)
+	}
 	t.Logf("triple fault reported as: %v", err)
 }
 

@@ -138,7 +138,7 @@ func (m *Machine) handleExit(v *kvm.VCPU, e kvm.Exit) error {
 		}
 		return m.exitError(v, e, ErrGuest, fmt.Sprintf("system event type %d data %#x", e.SystemEvent.Type, e.SystemEvent.Data))
 	case kvm.ExitShutdown:
-		return m.exitError(v, e, ErrTripleFault, "")
+		return m.exitError(v, e, ErrTripleFault, shutdownDetail(v))
 	case kvm.ExitInternalError:
 		detail := e.Internal.String()
 		if e.Internal.Suberror == kvm.InternalErrorEmulation && kvm.Module() == "kvm_pvm" {
@@ -150,6 +150,27 @@ func (m *Machine) handleExit(v *kvm.VCPU, e kvm.Exit) error {
 	}
 	return m.exitError(v, e, ErrGuest, "unexpected exit")
 }
+
+// shutdownDetail explains a triple fault's RIP when it means nothing: on
+// AMD, KVM reinitializes the vCPU at a shutdown intercept, so the vCPU
+// reads as at the reset vector (CS base 0xffff0000, RIP 0xfff0) and the
+// instruction that faulted is lost.
+func shutdownDetail(v *kvm.VCPU) string {
+	regs, err := v.Regs()
+	if err != nil || regs.RIP != resetRIP {
+		return ""
+	}
+	if sregs, err := v.Sregs(); err != nil || sregs.CS.Base != resetCSBase {
+		return ""
+	}
+	return "the vCPU reads as reset (KVM reinitializes it at a shutdown on AMD): where it faulted is not known"
+}
+
+// The x86 reset state's code segment base and instruction pointer.
+const (
+	resetCSBase = 0xffff0000
+	resetRIP    = 0xfff0
+)
 
 func (m *Machine) exitError(v *kvm.VCPU, e kvm.Exit, kind error, detail string) error {
 	ee := &ExitError{VCPU: v.ID(), Reason: e.Reason, Detail: detail, kind: kind}
