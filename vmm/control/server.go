@@ -90,20 +90,30 @@ func (s *Server) only(method string, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// transition runs a pause or resume: one at a time, never on a stopping VM.
-func (s *Server) transition(w http.ResponseWriter, to State, do func() error) {
-	s.mu.Lock()
+// claimLocked marks the server busy with a pause, resume or snapshot, under
+// s.mu; on a stopping or busy VM it unlocks s.mu, answers 409 and returns
+// false.
+func (s *Server) claimLocked(w http.ResponseWriter) bool {
 	switch {
 	case s.state == StateStopping:
 		s.mu.Unlock()
 		reply(w, http.StatusConflict, apiError{"the VM is stopping"})
-		return
+		return false
 	case s.busy:
 		s.mu.Unlock()
 		reply(w, http.StatusConflict, apiError{"another pause, resume or snapshot is in progress"})
-		return
+		return false
 	}
 	s.busy = true
+	return true
+}
+
+// transition runs a pause or resume: one at a time, never on a stopping VM.
+func (s *Server) transition(w http.ResponseWriter, to State, do func() error) {
+	s.mu.Lock()
+	if !s.claimLocked(w) {
+		return
+	}
 	s.mu.Unlock()
 	err := do()
 	s.mu.Lock()

@@ -50,21 +50,14 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	fn := s.snap
-	switch {
-	case fn == nil:
+	if fn == nil {
 		s.mu.Unlock()
 		reply(w, http.StatusNotImplemented, apiError{"this VM cannot be snapshotted"})
 		return
-	case s.state == StateStopping:
-		s.mu.Unlock()
-		reply(w, http.StatusConflict, apiError{"the VM is stopping"})
-		return
-	case s.busy:
-		s.mu.Unlock()
-		reply(w, http.StatusConflict, apiError{"another pause, resume or snapshot is in progress"})
+	}
+	if !s.claimLocked(w) {
 		return
 	}
-	s.busy = true
 	s.mu.Unlock()
 	res, err := fn(r.Context(), req)
 	s.mu.Lock()

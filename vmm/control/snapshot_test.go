@@ -83,4 +83,14 @@ func TestSnapshotEndpoint(t *testing.T) {
 	if st, err := c.Status(tctx(t)); err != nil || st.State != StateStopping {
 		t.Fatalf("after snapshot --stop: %v %v", st.State, err)
 	}
+	// A stopping VM refuses a pause, a resume and another snapshot.
+	if _, err := c.Pause(tctx(t)); err == nil || !strings.Contains(err.Error(), "is stopping") {
+		t.Errorf("pause of a stopping VM: %v", err)
+	}
+	if _, err := c.Resume(tctx(t)); err == nil || !strings.Contains(err.Error(), "is stopping") {
+		t.Errorf("resume of a stopping VM: %v", err)
+	}
+	if err := c.Snapshot(tctx(t), SnapshotRequest{Output: out}, nil); err == nil || !strings.Contains(err.Error(), "is stopping") {
+		t.Errorf("snapshot of a stopping VM: %v", err)
+	}
 }
