@@ -18,8 +18,8 @@ const (
 	// smolvm run --paging uffd --wait-prefetch=false: the vCPUs start at
 	// once, racing the prefetch
 	MethodUffdPrefetchAsync = "uffd-prefetch-async"
-	MethodQEMUBoot     = "qemu-boot"     // QEMU/KVM boot to the serial ready marker
-	MethodQEMURestore  = "qemu-restore"  // QEMU -incoming "exec:cat FILE" to a serial echo
+	MethodQEMUBoot          = "qemu-boot"    // QEMU/KVM boot to the serial ready marker
+	MethodQEMURestore       = "qemu-restore" // QEMU -incoming "exec:cat FILE" to a serial echo
 )
 
 // Guest is the one guest every method starts, at one memory size.
