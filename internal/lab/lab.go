@@ -35,7 +35,7 @@ var (
 type Options struct {
 	Cmd     []string      // program and arguments, run with a host path visible at the same path
 	Env     []string      // extra KEY=VALUE pairs; SMOLVM_LAB=1, PATH, HOME and TMPDIR are set
-	Dir     string        // working directory inside the lab; "" means the caller's
+	Dir     string        // working directory inside the lab; "" means the caller's; shared when the lab hides it (under /tmp)
 	Shares  []string      // host directories mounted writable at the same paths (results come back)
 	MemMB   int           // lab VM memory; 0 means 4096
 	CPUs    int           // lab VM vCPUs; 0 means 2
@@ -168,6 +168,11 @@ func (o *Options) defaults() error {
 			return fmt.Errorf("lab: share %s is not a directory", s)
 		}
 		o.Shares[i] = abs
+	}
+	// A working directory the lab would hide (a checkout under /tmp, say)
+	// is shared, so that the command finds it at its own path.
+	if hiddenInLab(o.Dir, o.Shares) {
+		o.Shares = append(o.Shares, filepath.Clean(o.Dir))
 	}
 	if o.QEMU == "" {
 		q, err := exec.LookPath("qemu-system-x86_64")
