@@ -12,7 +12,7 @@ root=$PWD
 BIN=${BIN:-$root/bin}
 SMOLVM=$BIN/smolvm
 SMOLMOUNT=$BIN/smolmount
-for b in "$SMOLVM" "$SMOLMOUNT" "$BIN/smolvm-agent"; do
+for b in "$SMOLVM" "$SMOLMOUNT" "$BIN/smolvm-net" "$BIN/smolvm-agent"; do
 	[ -x "$b" ] || { echo "demo-vm: $b missing (run make build)" >&2; exit 1; }
 done
 

@@ -11,8 +11,9 @@ import (
 
 // NetConfig is the guest's network interface (docs/NET.md).
 type NetConfig struct {
-	// Mode is user (NAT through the embedded virtual network, the
-	// default), tap (an existing or new tap interface) or none.
+	// Mode is user (NAT through the virtual network of the smolvm-net
+	// helper process, the default), tap (an existing or new tap
+	// interface) or none.
 	Mode network.Mode
 	// MAC is the guest's address; zero picks a random one (New records it
 	// in the machine's Config).
@@ -64,7 +65,7 @@ func (m *Machine) createNet() error {
 
 	var (
 		be   network.Backend
-		user *network.User
+		user *network.UserProcess
 		mtu  uint16 // tap: the interface's default
 		err  error
 	)
@@ -74,7 +75,10 @@ func (m *Machine) createNet() error {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	default:
-		if user, err = network.NewUser(network.UserConfig{MAC: c.MAC, Forwards: c.Forwards, Log: c.Log}); err != nil {
+		// The virtual network runs in its helper process (smolvm-net),
+		// started here and not waited for: it comes up while the machine
+		// is built, and frames wait in the socket meanwhile.
+		if user, err = network.StartUser(network.UserConfig{MAC: c.MAC, Forwards: c.Forwards, Log: c.Log}); err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		be, mtu = user.Backend(), network.MTU

@@ -1,9 +1,16 @@
 // Package network gives a smolvm guest its network: user-mode NAT by
-// default (the virtual network of github.com/containers/gvisor-tap-vsock,
-// embedded in the VMM process: DHCP, DNS, NAT to the host, port forwards), a
-// tap device for users who bridge (--net tap:IFNAME), or none. Each mode
-// yields a Backend for the virtio-net device (vmm/devices/virtio/net): one
-// Ethernet frame per ReadFrame/WriteFrame.
+// default (the virtual network of github.com/containers/gvisor-tap-vsock:
+// DHCP, DNS, NAT to the host, port forwards), a tap device for users who
+// bridge (--net tap:IFNAME), or none. Each mode yields a Backend for the
+// virtio-net device (vmm/devices/virtio/net): one Ethernet frame per
+// ReadFrame/WriteFrame.
+//
+// The user-mode network itself lives in package usernet and runs in a
+// helper process (cmd/smolvm-net): StartUser binds the forwards' host
+// ports, starts the helper with the switch's end of a frame socket pair and
+// the listeners, and hands the device the other end. This package must not
+// import usernet (or anything of gVisor's): the VMM links it, and a smolvm
+// start would pay the netstack's package initialisers.
 //
 // The user-mode network is fixed (see docs/NET.md): subnet 192.168.127.0/24,
 // gateway and DNS at .1, the guest at .2 by a static DHCP lease on its MAC,
@@ -16,8 +23,4 @@
 // ask for (no probes), touch the host's own network configuration (tap
 // devices are opened, never created with addresses or routes), or know
 // about virtio queues.
-//
-// Known limit: gvisor-tap-vsock's virtual network has no Close; its DHCP
-// and DNS goroutines live until the process exits. User.Close stops
-// everything smolvm starts (frame pump, forwards) and detaches the guest.
 package network

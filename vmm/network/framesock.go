@@ -38,11 +38,19 @@ func (b *frameFile) Close() error {
 	return nil
 }
 
-// framePair returns the two ends of a SOCK_DGRAM unix socket pair: one as a
-// frame Backend for the device, the other as a net.Conn for the virtual
+// Backend carries one Ethernet frame per call (the virtio-net device's
+// Backend).
+type Backend interface {
+	ReadFrame(p []byte) (int, error)
+	WriteFrame(p []byte) error
+	Close() error
+}
+
+// socketPair returns the two ends of a SOCK_DGRAM unix socket pair: one as a
+// frame Backend for the device, the other as a file for the virtual
 // network's switch (gvisor-tap-vsock's "vfkit" protocol: one bare frame per
-// datagram).
-func framePair() (*frameFile, net.Conn, error) {
+// datagram), in this process or passed to the network helper.
+func socketPair() (*frameFile, *os.File, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("network: socketpair: %w", err)
@@ -52,8 +60,16 @@ func framePair() (*frameFile, net.Conn, error) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
 	}
-	dev := &frameFile{os.NewFile(uintptr(fds[0]), "virtio-net frames")}
-	sw := os.NewFile(uintptr(fds[1]), "switch frames")
+	return &frameFile{os.NewFile(uintptr(fds[0]), "virtio-net frames")}, os.NewFile(uintptr(fds[1]), "switch frames"), nil
+}
+
+// FramePair returns a frame socket pair for an in-process virtual network:
+// the device's Backend and the switch's end as a net.Conn.
+func FramePair() (Backend, net.Conn, error) {
+	dev, sw, err := socketPair()
+	if err != nil {
+		return nil, nil, err
+	}
 	conn, err := net.FileConn(sw) // dups the descriptor
 	sw.Close()
 	if err != nil {

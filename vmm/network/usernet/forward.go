@@ -1,4 +1,4 @@
-package network
+package usernet
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/smolvm/smolvm/vmm/network"
 )
 
 // dialGuestTimeout bounds a connection attempt to the guest (a guest
@@ -21,7 +23,7 @@ type guestDialer interface {
 // tcpForward accepts on a host listener and splices each connection to the
 // guest's port through the virtual network.
 type tcpForward struct {
-	spec PortForward
+	spec network.PortForward
 	ln   net.Listener
 
 	mu     sync.Mutex

@@ -1,4 +1,4 @@
-package network
+package usernet
 
 import (
 	"bytes"
@@ -16,132 +16,116 @@ import (
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
 	"github.com/sirupsen/logrus"
-)
 
-// The user-mode network's fixed addresses (docs/NET.md).
-const (
-	Subnet     = "192.168.127.0/24"
-	GatewayIP  = "192.168.127.1" // DHCP, DNS, default route
-	GuestIP    = "192.168.127.2" // the guest's static lease
-	HostIP     = "192.168.127.254"
-	HostName   = "host.smolvm.internal" // resolves to HostIP = the host's 127.0.0.1
-	GatewayMAC = "5a:94:ef:e4:0c:dd"
-	// MTU of the user network (and of the guest's eth0, offered by the
-	// device): 64 KiB frames need ~40x fewer guest exits than 1500-byte
-	// ones, and nothing on the path is a real wire.
-	MTU     = 65520
-	dnsZone = "smolvm.internal."
+	"github.com/smolvm/smolvm/vmm/network"
 )
-
-// UserConfig is what NewUser needs.
-type UserConfig struct {
-	// MAC is the guest's address; it gets the static lease GuestIP.
-	MAC [6]byte
-	// Forwards are bound on the host before NewUser returns.
-	Forwards []PortForward
-	// Log receives gvisor-tap-vsock's log lines (nil discards them). Its
-	// logger is process-wide (logrus): the last NewUser sets it.
-	Log io.Writer
-}
 
 // User is a running user-mode network for one guest.
 type User struct {
 	vn       *virtualnetwork.VirtualNetwork
 	mux      http.Handler
-	backend  *frameFile
+	backend  network.Backend // New's device end; nil after Serve
 	sw       net.Conn
 	ctx      context.Context
 	cancel   context.CancelFunc
-	forwards []PortForward
+	forwards []network.PortForward
 	tcp      []*tcpForward
-	udp      []PortForward // exposed through gvisor-tap-vsock's forwarder
+	udp      []network.PortForward // exposed through gvisor-tap-vsock's forwarder
 	wg       sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// MACString formats a MAC as gvisor-tap-vsock and Linux print it.
-func MACString(m [6]byte) string { return net.HardwareAddr(m[:]).String() }
-
-// NewUser binds the forwards' host ports (failing with ErrPortInUse or
-// ErrBadSpec before anything else starts), builds the virtual network and
-// connects the guest's side of a frame socket pair to it. The caller owns
-// the result and must Close it; Backend's ownership passes to the device.
-func NewUser(c UserConfig) (_ *User, err error) {
-	if err := CheckForwards(c.Forwards); err != nil {
+// New runs a user-mode network in this process: it binds the forwards'
+// host ports (network.BindForwards: ErrPortInUse, ErrBadSpec), then serves
+// the switch's end of a new frame socket pair. The caller owns the result
+// and must Close it; Backend's ownership passes to whoever plays the guest.
+func New(c network.UserConfig) (*User, error) {
+	lns, err := network.BindForwards(c.Forwards)
+	if err != nil {
 		return nil, err
 	}
+	dev, sw, err := network.FramePair()
+	if err != nil {
+		network.CloseListeners(lns)
+		return nil, err
+	}
+	u, err := Serve(c, sw, lns)
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	u.backend = dev
+	return u, nil
+}
+
+// Serve runs the virtual network on sw (the switch's end of a frame socket
+// pair) with tcp, the bound listeners of c's TCP forwards in their order.
+// It owns sw and tcp from the call on, on error too.
+func Serve(c network.UserConfig, sw net.Conn, tcp []net.Listener) (_ *User, err error) {
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
+	// gvisor-tap-vsock logs through logrus, which is process-wide: the
+	// last Serve in a process sets it.
 	logrus.SetOutput(c.Log)
 
-	u := &User{forwards: append([]PortForward(nil), c.Forwards...)}
+	u := &User{forwards: append([]network.PortForward(nil), c.Forwards...), sw: sw}
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			u.Close()
 		}
 	}()
-	// Bind first: a port in use is the user's mistake, reported before the
-	// VM starts.
 	var udpForwards map[string]string
 	for _, f := range c.Forwards {
 		switch f.Proto {
-		case TCP:
-			ln, err := net.Listen("tcp", f.HostAddr())
-			if err != nil {
-				return nil, fmt.Errorf("%w: -p %s: %w", ErrPortInUse, f, err)
+		case network.TCP:
+			if len(tcp) == 0 {
+				network.CloseListeners(tcp)
+				return nil, fmt.Errorf("%w: -p %s: no listener", network.ErrBadSpec, f)
 			}
-			u.tcp = append(u.tcp, &tcpForward{spec: f, ln: ln})
-		case UDP:
-			// gvisor-tap-vsock binds UDP forwards itself; try the address
-			// first for a clear error.
-			pc, err := net.ListenPacket("udp", f.HostAddr())
-			if err != nil {
-				return nil, fmt.Errorf("%w: -p %s: %w", ErrPortInUse, f, err)
-			}
-			pc.Close()
+			u.tcp = append(u.tcp, &tcpForward{spec: f, ln: tcp[0]})
+			tcp = tcp[1:]
+		case network.UDP:
 			if udpForwards == nil {
 				udpForwards = map[string]string{}
 			}
-			udpForwards["udp:"+f.HostAddr()] = net.JoinHostPort(GuestIP, fmt.Sprint(f.GuestPort))
+			udpForwards["udp:"+f.HostAddr()] = net.JoinHostPort(network.GuestIP, fmt.Sprint(f.GuestPort))
+			u.udp = append(u.udp, f)
 		}
 	}
+	if len(tcp) > 0 {
+		network.CloseListeners(tcp)
+		return nil, fmt.Errorf("%w: %d listeners more than TCP forwards", network.ErrBadSpec, len(tcp))
+	}
 	u.vn, err = virtualnetwork.New(&types.Configuration{
-		MTU:               MTU,
-		Subnet:            Subnet,
-		GatewayIP:         GatewayIP,
-		GatewayMacAddress: GatewayMAC,
-		DHCPStaticLeases:  map[string]string{GuestIP: MACString(c.MAC)},
+		MTU:               network.MTU,
+		Subnet:            network.Subnet,
+		GatewayIP:         network.GatewayIP,
+		GatewayMacAddress: network.GatewayMAC,
+		DHCPStaticLeases:  map[string]string{network.GuestIP: network.MACString(c.MAC)},
 		DNS: []types.Zone{{
-			Name: dnsZone,
+			Name: network.DNSZone,
 			Records: []types.Record{
-				{Name: "host", IP: net.ParseIP(HostIP)},
-				{Name: "gateway", IP: net.ParseIP(GatewayIP)},
+				{Name: "host", IP: net.ParseIP(network.HostIP)},
+				{Name: "gateway", IP: net.ParseIP(network.GatewayIP)},
 			},
 		}},
-		NAT:               map[string]string{HostIP: "127.0.0.1"},
-		GatewayVirtualIPs: []string{HostIP},
+		NAT:               map[string]string{network.HostIP: "127.0.0.1"},
+		GatewayVirtualIPs: []string{network.HostIP},
 		Forwards:          udpForwards,
 		Protocol:          types.VfkitProtocol,
 	})
 	if err != nil {
+		u.udp = nil // none was exposed
 		if len(udpForwards) > 0 {
-			return nil, fmt.Errorf("%w: user network: %w", ErrPortInUse, err)
+			return nil, fmt.Errorf("%w: user network: %w", network.ErrPortInUse, err)
 		}
 		return nil, fmt.Errorf("network: user network: %w", err)
 	}
-	for _, f := range c.Forwards {
-		if f.Proto == UDP {
-			u.udp = append(u.udp, f)
-		}
-	}
 	u.mux = u.vn.ServicesMux()
-	if u.backend, u.sw, err = framePair(); err != nil {
-		return nil, err
-	}
 	u.wg.Add(1)
 	go func() {
 		defer u.wg.Done()
@@ -158,20 +142,13 @@ func NewUser(c UserConfig) (_ *User, err error) {
 	return u, nil
 }
 
-// Backend carries one Ethernet frame per call (the virtio-net device's
-// Backend).
-type Backend interface {
-	ReadFrame(p []byte) (int, error)
-	WriteFrame(p []byte) error
-	Close() error
-}
-
-// Backend is the device's side of the network: pass it to the virtio-net
-// device, which owns it from then on.
-func (u *User) Backend() Backend { return u.backend }
+// Backend is the device's side of a network made by New (nil after Serve).
+func (u *User) Backend() network.Backend { return u.backend }
 
 // Forwards returns the port forwards, as bound.
-func (u *User) Forwards() []PortForward { return append([]PortForward(nil), u.forwards...) }
+func (u *User) Forwards() []network.PortForward {
+	return append([]network.PortForward(nil), u.forwards...)
+}
 
 // Lease is one DHCP lease of the virtual network.
 type Lease struct {
@@ -270,5 +247,5 @@ func (u *User) Close() error {
 
 // guestAddr is the guest's address for port p.
 func guestAddr(p uint16) string {
-	return netip.AddrPortFrom(netip.MustParseAddr(GuestIP), p).String()
+	return netip.AddrPortFrom(netip.MustParseAddr(network.GuestIP), p).String()
 }

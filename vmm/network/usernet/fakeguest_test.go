@@ -1,4 +1,4 @@
-package network_test
+package usernet_test
 
 import (
 	"context"

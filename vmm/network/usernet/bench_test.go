@@ -1,4 +1,4 @@
-package network_test
+package usernet_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/smolvm/smolvm/vmm/network"
+	"github.com/smolvm/smolvm/vmm/network/usernet"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 )
@@ -31,7 +32,7 @@ func BenchmarkGuestToHostTCP(b *testing.B) {
 		c.Close()
 		got <- n
 	}()
-	u, err := network.NewUser(network.UserConfig{MAC: guestMAC})
+	u, err := usernet.New(network.UserConfig{MAC: guestMAC})
 	if err != nil {
 		b.Fatal(err)
 	}
