@@ -17,10 +17,22 @@ import (
 
 	"github.com/smolvm/smolvm/internal/kvmtest"
 	"github.com/smolvm/smolvm/vmm/guest"
+	"github.com/smolvm/smolvm/vmm/network"
 )
 
 // These tests run bin/smolvm (built by `make build`, which `make test-kvm`
 // runs first) as a child process, the way a user does.
+
+// useBinHelpers points what the test binary itself restores in process
+// (snapshot.RecordWorkingSet, say) at the smolmount and smolvm-net beside
+// bin/smolvm: a test binary has neither beside it, and the smolvm processes
+// the test starts inherit the same.
+func useBinHelpers(t *testing.T) {
+	t.Helper()
+	dir := filepath.Dir(smolvmBin(t))
+	t.Setenv("SMOLVM_SMOLMOUNT", filepath.Join(dir, "smolmount"))
+	t.Setenv(network.HelperEnv, filepath.Join(dir, network.HelperName))
+}
 
 func smolvmBin(t testing.TB) string {
 	t.Helper()

@@ -74,7 +74,7 @@ func guestMAC(t *testing.T, vm *agentVM) string {
 func TestKVMNetClones(t *testing.T) {
 	kvmtest.Require(t)
 	ensureLoopback(t)
-	t.Setenv("SMOLVM_SMOLMOUNT", filepath.Join(filepath.Dir(smolvmBin(t)), "smolmount"))
+	useBinHelpers(t)
 	srv := startNetTestServer(t, 1<<20)
 	tok := token(t)
 	p0, p1, p2 := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)

@@ -121,11 +121,7 @@ func snapshotAndStop(t *testing.T, vm *agentVM, bundle string, timeout time.Dura
 func TestKVMRunSixteenClones(t *testing.T) {
 	kvmtest.Require(t)
 	testStart := time.Now()
-	smolmount, err := filepath.Abs("../../bin/smolmount")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SMOLVM_SMOLMOUNT", smolmount)
+	useBinHelpers(t)
 	vm := bootAgentVM(t, "src16", "--cpus", "1", "--mem", "128M")
 	root := vm.root
 	t.Cleanup(func() { stopBundleDaemons(t, root) })

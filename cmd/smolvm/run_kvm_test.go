@@ -118,11 +118,7 @@ func readRunStats(t *testing.T, file string) runStatsFile {
 
 func TestKVMRun(t *testing.T) {
 	kvmtest.Require(t)
-	smolmount, err := filepath.Abs("../../bin/smolmount")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SMOLVM_SMOLMOUNT", smolmount)
+	useBinHelpers(t)
 	vm := bootAgentVM(t, "src")
 	root := vm.root
 	t.Cleanup(func() { stopBundleDaemons(t, root) })

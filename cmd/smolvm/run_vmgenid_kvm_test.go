@@ -63,11 +63,7 @@ func TestKVMRunVMGenID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	smolmount, err := filepath.Abs("../../bin/smolmount")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SMOLVM_SMOLMOUNT", smolmount)
+	useBinHelpers(t)
 	vm := bootAgentVM(t, "gen", "--kernel", k.Image, "--initrd", initrd, "--cpus", "1", "--mem", "256M")
 	root := vm.root
 	t.Cleanup(func() { stopBundleDaemons(t, root) })

@@ -65,11 +65,7 @@ func counterValue(t *testing.T, vm *agentVM) int {
 
 func TestKVMSnapshotCLI(t *testing.T) {
 	kvmtest.Require(t)
-	smolmount, err := filepath.Abs("../../bin/smolmount")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SMOLVM_SMOLMOUNT", smolmount)
+	useBinHelpers(t)
 	img := ext4Image(t)
 	imgSHA := fileSHA(t, img)
 	src := bootAgentVM(t, "snapsrc", "--disk", "vda="+img+",cow")
