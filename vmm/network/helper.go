@@ -51,16 +51,13 @@ type HelperConfig struct {
 const (
 	HelperReady  = "ready"
 	HelperFailed = "error: "
-	// helperSwitchFD is the first descriptor the helper inherits.
-	helperSwitchFD = 3
+	// HelperSwitchFD is the descriptor the helper finds its switch socket
+	// on (the first one it inherits).
+	HelperSwitchFD = 3
 )
 
-// HelperSwitchFD and HelperListenerFD are the descriptors the helper finds
-// its switch socket and its i-th TCP listener on.
-func HelperSwitchFD() int { return helperSwitchFD }
-
 // HelperListenerFD is the descriptor of the i-th TCP forward's listener.
-func HelperListenerFD(i int) int { return helperSwitchFD + 1 + i }
+func HelperListenerFD(i int) int { return HelperSwitchFD + 1 + i }
 
 // helperWait bounds how long Close waits for the helper to exit after its
 // stdin closed, and again after it was killed.

@@ -77,11 +77,11 @@ func startHelper(stdin io.Reader, logw io.Writer) (*User, error) {
 	c.Log = logw
 	// net.FileConn and net.FileListener dup the descriptor: the inherited
 	// one is closed at once, or a closed listener would still accept.
-	swf := os.NewFile(uintptr(network.HelperSwitchFD()), "switch frames")
+	swf := os.NewFile(uintptr(network.HelperSwitchFD), "switch frames")
 	sw, err := net.FileConn(swf)
 	swf.Close()
 	if err != nil {
-		return nil, fmt.Errorf("switch socket (fd %d): %w", network.HelperSwitchFD(), err)
+		return nil, fmt.Errorf("switch socket (fd %d): %w", network.HelperSwitchFD, err)
 	}
 	var lns []net.Listener
 	for _, f := range c.Forwards {

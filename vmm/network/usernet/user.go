@@ -83,7 +83,6 @@ func Serve(c network.UserConfig, sw net.Conn, tcp []net.Listener) (_ *User, err 
 		switch f.Proto {
 		case network.TCP:
 			if len(tcp) == 0 {
-				network.CloseListeners(tcp)
 				return nil, fmt.Errorf("%w: -p %s: no listener", network.ErrBadSpec, f)
 			}
 			u.tcp = append(u.tcp, &tcpForward{spec: f, ln: tcp[0]})
