@@ -1,6 +1,3 @@
-// Package syncbuf is a bytes.Buffer that one goroutine (a child process's
-// output copier, a device) may write while another reads it: the sink tests
-// hand to a process or device whose output they poll.
 package syncbuf
 
 import (
